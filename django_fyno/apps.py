@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class DjangoFynoConfig(AppConfig):
+    name = "django_fyno"
+    verbose_name = "Fyno"
+    default_auto_field = "django.db.models.BigAutoField"
