@@ -25,3 +25,10 @@ DATABASES = {
 }
 
 LOGGING_CONFIG = None
+
+# The emulator's default credentials: the suite never talks to the real Fyno.
+FYNO = {
+    "WSID": "FYTEST",
+    "API_KEY": "test-api-key",
+    "VERSION": "test",
+}

@@ -1,0 +1,82 @@
+"""System checks for django-fyno's settings (``manage.py check``).
+
+Each check has a stable id, so a project can silence one with
+``SILENCED_SYSTEM_CHECKS``:
+
+- ``fyno.E001`` ``FYNO`` is not a dict, or has keys that are not settings (typos).
+- ``fyno.E002`` credentials (WSID, API key) are missing while django-fyno is enabled.
+- ``fyno.E003`` ``VERSION`` is neither ``live`` nor ``test``.
+- ``fyno.E004`` ``TASK_MODE`` is not one of ``celery``, ``on_commit``, ``off``.
+- ``fyno.E005`` ``TASK_MODE`` is ``celery`` but Celery is not installed.
+- ``fyno.W001`` ``VERSION`` is ``live`` while ``DEBUG`` is on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from django_fyno.conf import DEFAULTS, TASK_MODES, fyno_settings
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    raw = getattr(settings, "FYNO", None)
+    if raw is not None and not isinstance(raw, dict):
+        return [Error("settings.FYNO must be a dict.", id="fyno.E001")]
+    for key in fyno_settings.unknown_keys():
+        messages.append(
+            Error(
+                f"settings.FYNO has an unknown key {key!r}.",
+                hint=f"Known keys: {', '.join(DEFAULTS)}.",
+                id="fyno.E001",
+            )
+        )
+    if fyno_settings.ENABLED:
+        missing = [name for name in ("WSID", "API_KEY") if not getattr(fyno_settings, name)]
+        if missing:
+            messages.append(
+                Error(
+                    f"Fyno credentials are missing: {', '.join(missing)}.",
+                    hint='Set FYNO = {"WSID": ..., "API_KEY": ...} or the FYNO_WSID and '
+                    "FYNO_API_KEY environment variables, or set FYNO['ENABLED'] = False.",
+                    id="fyno.E002",
+                )
+            )
+    if fyno_settings.VERSION not in ("live", "test"):
+        messages.append(
+            Error(
+                f"FYNO['VERSION'] is {fyno_settings.VERSION!r}; it must be 'live' or 'test'.",
+                id="fyno.E003",
+            )
+        )
+    if fyno_settings.TASK_MODE not in TASK_MODES:
+        messages.append(
+            Error(
+                f"FYNO['TASK_MODE'] is {fyno_settings.TASK_MODE!r}; "
+                f"it must be one of {', '.join(TASK_MODES)}.",
+                id="fyno.E004",
+            )
+        )
+    elif fyno_settings.TASK_MODE == "celery" and importlib.util.find_spec("celery") is None:
+        messages.append(
+            Error(
+                "FYNO['TASK_MODE'] is 'celery' but Celery is not installed.",
+                hint="Install celery, or set FYNO['TASK_MODE'] = 'on_commit'.",
+                id="fyno.E005",
+            )
+        )
+    if fyno_settings.VERSION == "live" and settings.DEBUG:
+        messages.append(
+            Warning(
+                "FYNO['VERSION'] is 'live' while DEBUG is on: development traffic "
+                "reaches your real users.",
+                hint="Use 'test' in development, or silence fyno.W001.",
+                id="fyno.W001",
+            )
+        )
+    return messages
