@@ -143,12 +143,33 @@ def _relax(spec: dict[str, Any]) -> dict[str, Any]:
     token_form = schemas["channel_delete_body"]["oneOf"][1]
     token_form.pop("required")
     token_form["anyOf"] = [{"required": ["push"]}, {"required": ["inapp"]}]
+    # Placeholder names used as literal keys: the preference reply "requires" a
+    # section called `Section1`, the update reply and body a subscription called
+    # `SXXXXXXXXX`. They stand for any section name / subscription id.
+    responses = spec["components"]["responses"]
+    _placeholder_to_any_key(
+        responses["PrefProfileFetched"]["content"]["application/json"]["schema"]["properties"][
+            "result"
+        ],
+        "Section1",
+    )
+    _placeholder_to_any_key(
+        responses["SubscriptionUpdated"]["content"]["application/json"]["schema"], "SXXXXXXXXX"
+    )
+    _placeholder_to_any_key(
+        schemas["update_subscription_multiple"]["properties"]["user_preference"], "SXXXXXXXXX"
+    )
     # GET profile names `properties` and `channel_raw` as required, never described.
     fetched = spec["components"]["responses"]["ProfileFetched"]["content"]["application/json"]
     fetched["schema"]["required"] = [
         key for key in fetched["schema"]["required"] if key not in ("properties", "channel_raw")
     ]
     return spec
+
+
+def _placeholder_to_any_key(schema: dict[str, Any], placeholder: str) -> None:
+    schema["additionalProperties"] = schema["properties"].pop(placeholder)
+    schema["required"] = [key for key in schema.get("required", []) if key != placeholder]
 
 
 def _validators(request: dict[str, Any] | None, replies: dict[int, Any]) -> dict[str, Any]:

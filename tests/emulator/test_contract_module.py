@@ -99,3 +99,27 @@ def test_replies_are_checked_against_their_status() -> None:
     # Undocumented error statuses (faults) have no schema; undocumented successes are wrong.
     assert contract.validate_reply(op, 503, "<html>") == []
     assert contract.validate_reply(op, 204, None)
+
+
+def test_placeholder_names_stand_for_any_key() -> None:
+    topic = {
+        "subscription_id": "S1",
+        "name": "Offers",
+        "description": "",
+        "channel_config": {"sms": "required"},
+        "preference": {"sms": "opted-in"},
+        "is_global_opted_out": {},
+        "updated_at": {},
+        "notification_events": [],
+    }
+    reply = {"meta": {"all": {"preference": {}, "updated_at": {}}}, "result": {"General": [topic]}}
+    assert contract.validate_reply(contract.operation("get_preferences"), 200, reply) == []
+    bad = {**reply, "result": {"General": [{**topic, "preference": {"sms": "maybe"}}]}}
+    assert contract.validate_reply(contract.operation("get_preferences"), 200, bad)
+    update = contract.operation("set_preferences")
+    assert contract.validate_reply(update, 200, {"S1": {"email": "opted-out"}}) == []
+    assert contract.validate_reply(update, 200, {"S1": {"email": "nope"}})
+    body = {"user_preference": {"all": {"email": "opted-out"}}}
+    assert contract.validate_request(update, {"version": "live"}, {"distinct_id": "u"}, body) == []
+    body = {"user_preference": {"S1": {"email": "off"}}}
+    assert contract.validate_request(update, {"version": "live"}, {"distinct_id": "u"}, body)
