@@ -141,7 +141,8 @@ class Emulator:
         webhook_timeout: float = 5.0,
     ) -> None:
         self.wsid = wsid
-        self._api_key = api_key
+        # The key this emulator accepts (handed to clients; kept out of repr).
+        self.api_key = api_key
         self._bearer = f"Bearer {api_key}".encode()
         self.strict_replies = strict_replies
         self.request_log: list[LoggedRequest] = []

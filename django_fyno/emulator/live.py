@@ -42,8 +42,7 @@ class LiveEmulator:
             api_key = api_key or "test-api-key"
             emulator = Emulator(wsid, api_key, events=events, strict_replies=strict_replies)
         elif api_key is None:
-            # The Emulator keeps its key private; it is needed here to hand to clients.
-            api_key = str(getattr(emulator, "_api_key", "test-api-key"))
+            api_key = emulator.api_key
         self.emulator = emulator
         self.api_key = api_key
         self._host, self._port, self._prefix, self._verbose = host, port, prefix, verbose
