@@ -34,8 +34,8 @@ DEFAULTS: dict[str, Any] = {
     # Base URL of the Fyno API (point it at the emulator in development).
     "ENDPOINT": "https://api.fyno.io/v1",
     # Seconds to wait to connect, and for an answer once connected.
-    "CONNECT_TIMEOUT": 3.05,
-    "READ_TIMEOUT": 10.0,
+    "CONNECT_TIMEOUT": 5.0,
+    "READ_TIMEOUT": 30.0,
     # Client retry policy for transient failures (429, 5xx, connection errors).
     "RETRY": {"MAX_ATTEMPTS": 4, "BACKOFF_BASE": 0.5, "BACKOFF_MAX": 30.0, "DEADLINE": 60.0},
     # Dotted path of a callable (user=None) -> dict with WSID/API_KEY/VERSION/ENDPOINT,
