@@ -13,14 +13,13 @@ a WSGI call of the emulator; its answer becomes the ``requests`` response.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Iterable
-from io import BytesIO
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import urlsplit
 
 from .app import DropConnection
+from .environ import build_environ
 
 if TYPE_CHECKING:
     import requests
@@ -54,35 +53,18 @@ def wsgi_call(app: WSGIApp, request: requests.PreparedRequest, prefix: str) -> R
     Raises :class:`DropConnection` when the app asks for the connection to be dropped.
     """
     url = urlsplit(request.url or "")
-    path = unquote_to_bytes(url.path or "/").decode("latin-1")
-    script_name = ""
-    if prefix and (path == prefix or path.startswith(prefix + "/")):
-        script_name, path = prefix, path[len(prefix) :]
-    body = _body_bytes(request.body)
     scheme = url.scheme or "https"
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": (request.method or "GET").upper(),
-        "SCRIPT_NAME": script_name,
-        "PATH_INFO": path,
-        "QUERY_STRING": url.query,
-        "CONTENT_TYPE": request.headers.get("Content-Type", ""),
-        "CONTENT_LENGTH": str(len(body)) if body else "",
-        "SERVER_NAME": url.hostname or "localhost",
-        "SERVER_PORT": str(url.port or (443 if scheme == "https" else 80)),
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": scheme,
-        "wsgi.input": BytesIO(body),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-    }
-    for name, value in request.headers.items():
-        key = "HTTP_" + name.upper().replace("-", "_")
-        if key not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
-            environ[key] = value
+    environ = build_environ(
+        method=request.method or "GET",
+        raw_path=url.path,
+        query=url.query,
+        prefix=prefix,
+        headers=request.headers.items(),
+        body=_body_bytes(request.body),
+        server_name=url.hostname or "localhost",
+        server_port=url.port or (443 if scheme == "https" else 80),
+        scheme=scheme,
+    )
     started: dict[str, Any] = {}
 
     def start_response(

@@ -25,12 +25,11 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from io import BytesIO
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 from .app import DropConnection
+from .environ import build_environ
 
 __all__ = ["EmulatorServer", "make_server"]
 
@@ -131,39 +130,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _environ(self, body: bytes) -> dict[str, Any]:
         raw_path, _, query = self.path.partition("?")
-        # PEP 3333: PATH_INFO is the percent-decoded path, bytes as latin-1.
-        path = unquote_to_bytes(raw_path).decode("latin-1")
-        script_name = ""
-        prefix = self.server.prefix
-        if prefix and (path == prefix or path.startswith(prefix + "/")):
-            script_name, path = prefix, path[len(prefix) :]
         host, port = self.server.server_address[:2]
-        environ: dict[str, Any] = {
-            "REQUEST_METHOD": self.command,
-            "SCRIPT_NAME": script_name,
-            "PATH_INFO": path,
-            "QUERY_STRING": query,
-            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-            "CONTENT_LENGTH": str(len(body)) if body else "",
-            "SERVER_NAME": str(host),
-            "SERVER_PORT": str(port),
-            "SERVER_PROTOCOL": self.request_version,
-            "REMOTE_ADDR": self.client_address[0],
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
-            "wsgi.input": BytesIO(body),
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": False,
-            "wsgi.run_once": False,
-        }
-        for name, value in self.headers.items():
-            key = "HTTP_" + name.upper().replace("-", "_")
-            if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
-                continue
-            # Repeated headers are joined, as CGI does.
-            environ[key] = f"{environ[key]},{value}" if key in environ else value
-        return environ
+        return build_environ(
+            method=self.command,
+            raw_path=raw_path,
+            query=query,
+            prefix=self.server.prefix,
+            headers=self.headers.items(),
+            body=body,
+            server_name=str(host),
+            server_port=int(port),
+            protocol=self.request_version,
+            remote_addr=self.client_address[0],
+        )
 
     def _serve(self) -> None:
         started = time.perf_counter()
