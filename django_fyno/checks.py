@@ -8,6 +8,7 @@ Each check has a stable id, so a project can silence one with
 - ``fyno.E003`` ``VERSION`` is neither ``live`` nor ``test``.
 - ``fyno.E004`` ``TASK_MODE`` is not one of ``celery``, ``on_commit``, ``off``.
 - ``fyno.E005`` ``TASK_MODE`` is ``celery`` but Celery is not installed.
+- ``fyno.E006`` ``PROFILE_ADAPTER`` does not import, or is not a ``ProfileAdapter`` subclass.
 - ``fyno.W001`` ``VERSION`` is ``live`` while ``DEBUG`` is on.
 """
 
@@ -19,7 +20,9 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
+from django_fyno.adapter import load_adapter_class
 from django_fyno.conf import DEFAULTS, TASK_MODES, fyno_settings
+from django_fyno.exceptions import FynoConfigurationError
 
 
 @register(Tags.compatibility)
@@ -80,3 +83,21 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return messages
+
+
+@register(Tags.compatibility)
+def check_profile_adapter(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """fyno.E006: the adapter is resolved lazily, so a wrong path would otherwise
+    surface only at the first sync, inside a worker."""
+    try:
+        load_adapter_class(fyno_settings.PROFILE_ADAPTER)
+    except FynoConfigurationError as error:
+        return [
+            Error(
+                str(error),
+                hint="Name a subclass of django_fyno.adapter.ProfileAdapter, or leave "
+                "PROFILE_ADAPTER out to use the default.",
+                id="fyno.E006",
+            )
+        ]
+    return []
