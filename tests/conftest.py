@@ -10,6 +10,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["tests.fixtures_celery"]
+
 
 def require_service(name: str, available: bool, why: str) -> None:
     """Skip a test whose service is missing, or fail it when CI requires services."""
