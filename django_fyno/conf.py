@@ -57,6 +57,12 @@ DEFAULTS: dict[str, Any] = {
     # How many profiles one batch deletes, and how many rows a sync batch reads.
     "DELETE_BATCH_SIZE": 100,
     "SYNC_BATCH_SIZE": 500,
+    # Seconds a mirror row may stay dirty before the sweeper task re-enqueues its
+    # sync (covers a broker that was down when the transaction committed).
+    "SWEEP_AFTER": 300,
+    # How many times a sync or delete task is retried after a transient failure
+    # (429, 5xx, timeouts), with exponential backoff and jitter.
+    "SYNC_MAX_RETRIES": 8,
 }
 
 ENV_NAMES: dict[str, str] = {

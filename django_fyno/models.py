@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -28,7 +29,11 @@ class FynoProfile(models.Model):
         on_delete=models.SET_NULL,
         related_name="fyno_profile",
     )
-    distinct_id = models.CharField(_("distinct id"), max_length=255, unique=True)
+    # The id Fyno knows this profile by; NULL until the first successful sync
+    # (so the request-path upsert never has to compute it, and NULLs never clash).
+    distinct_id = models.CharField(
+        _("distinct id"), max_length=255, unique=True, null=True, blank=True
+    )
     state = models.CharField(
         _("state"), max_length=16, choices=State.choices, default=State.PENDING, db_index=True
     )
@@ -36,6 +41,8 @@ class FynoProfile(models.Model):
     payload_hash = models.CharField(_("payload hash"), max_length=64, blank=True)
     # The single-destination channels we last sent, so a cleared one can be deleted.
     channels = models.JSONField(_("channels"), default=dict, blank=True)
+    # The last payload Fyno accepted (JSON form), so a sync sends only what changed.
+    payload = models.JSONField(_("payload"), default=dict, blank=True, encoder=DjangoJSONEncoder)
     # Set when the row needs a sync; the sweeper re-enqueues rows dirty for too long.
     dirty_since = models.DateTimeField(_("dirty since"), null=True, blank=True, db_index=True)
     synced_at = models.DateTimeField(_("synced at"), null=True, blank=True)
@@ -49,4 +56,4 @@ class FynoProfile(models.Model):
         verbose_name_plural = _("Fyno profiles")
 
     def __str__(self) -> str:
-        return f"{self.distinct_id} ({self.state})"
+        return f"{self.distinct_id or f'user {self.user_id}'} ({self.state})"

@@ -5,8 +5,10 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.test import override_settings
 
 from django_fyno.models import FynoProfile
 
@@ -21,11 +23,14 @@ def test_migrations_match_the_models() -> None:
 
 @pytest.mark.django_db
 def test_profile_row_outlives_its_user() -> None:
-    user = get_user_model().objects.create(username="ada")
-    FynoProfile.objects.create(user=user, distinct_id=str(user.pk))
-    user.delete()
+    # TASK_MODE "off": the row is queued for deletion, nothing is sent.
+    with override_settings(FYNO={**settings.FYNO, "TASK_MODE": "off"}):
+        user = get_user_model().objects.create(username="ada")
+        distinct_id = str(user.pk)
+        FynoProfile.objects.filter(user=user).update(distinct_id=distinct_id)
+        user.delete()
     profile = FynoProfile.objects.get()
     assert profile.user is None
-    assert profile.distinct_id
-    assert profile.state == FynoProfile.State.PENDING
-    assert str(profile) == f"{profile.distinct_id} (pending)"
+    assert profile.distinct_id == distinct_id
+    assert profile.state == FynoProfile.State.DELETING
+    assert str(profile) == f"{profile.distinct_id} (deleting)"

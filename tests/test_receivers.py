@@ -1,0 +1,332 @@
+"""The receivers' cost in the caller's request, and what reaches Fyno after commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.test import override_settings
+
+from django_fyno import tasks
+from django_fyno.models import FynoProfile
+from django_fyno.receivers import _SyncAfterCommit, skip_sync
+
+User = get_user_model()
+
+
+def fyno(**extra: Any) -> dict[str, Any]:
+    return {**settings.FYNO, **extra}
+
+
+def sync_callbacks(callbacks: list[Any]) -> list[list[Any]]:
+    """The user pks of each sync callback registered (other callbacks: signals)."""
+    return [list(c.user_pks) for c in callbacks if isinstance(c, _SyncAfterCommit)]
+
+
+def operations(emulator: Any) -> list[str]:
+    return [entry.operation for entry in emulator.emulator.request_log]
+
+
+@pytest.fixture
+def synced_user(fyno_emulator: Any, django_capture_on_commit_callbacks: Any) -> Any:
+    with django_capture_on_commit_callbacks(execute=True):
+        user = User.objects.create(username="ada", email="ada@example.com", first_name="Ada")
+    assert operations(fyno_emulator) == ["create_profile"]
+    fyno_emulator.emulator.clear_request_log()
+    return user
+
+
+@pytest.mark.django_db
+def test_irrelevant_save_costs_no_query_and_no_task(
+    synced_user: Any,
+    fyno_emulator: Any,
+    django_assert_num_queries: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # One query: the UPDATE of auth_user itself, nothing else.
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        django_assert_num_queries(1),
+    ):
+        synced_user.save(update_fields=["last_login"])
+    assert callbacks == []
+    assert operations(fyno_emulator) == []
+
+
+@pytest.mark.django_db
+def test_relevant_save_costs_one_query_then_one_sync(
+    synced_user: Any,
+    fyno_emulator: Any,
+    django_assert_num_queries: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    synced_user.first_name = "Augusta"
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        with django_assert_num_queries(2):  # UPDATE auth_user + our one upsert
+            synced_user.save(update_fields=["first_name"])
+        assert FynoProfile.objects.get(user=synced_user).dirty_since is not None
+        assert operations(fyno_emulator) == []  # nothing before commit
+    assert sync_callbacks(callbacks) == [[synced_user.pk]]
+    assert operations(fyno_emulator) == ["update_profile"]
+    assert fyno_emulator.emulator.profile("test", str(synced_user.pk))["name"] == "Augusta"
+    assert FynoProfile.objects.get(user=synced_user).dirty_since is None
+
+
+@pytest.mark.django_db
+def test_ten_saves_in_one_transaction_are_one_sync(
+    synced_user: Any,
+    fyno_emulator: Any,
+    django_assert_num_queries: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # SAVEPOINT, 10 UPDATEs of the user, 1 upsert, RELEASE: later saves cost
+    # the caller no extra query.
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        django_assert_num_queries(13),
+        transaction.atomic(),
+    ):
+        for number in range(10):
+            synced_user.first_name = f"Ada {number}"
+            synced_user.save()
+    assert sync_callbacks(callbacks) == [[synced_user.pk]]
+    assert operations(fyno_emulator) == ["update_profile"]
+    assert fyno_emulator.emulator.profile("test", str(synced_user.pk))["name"] == "Ada 9"
+
+
+@pytest.mark.django_db
+def test_unchanged_resave_sends_nothing(
+    synced_user: Any, fyno_emulator: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        synced_user.save()
+    assert sync_callbacks(callbacks) == [[synced_user.pk]]
+    assert operations(fyno_emulator) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_commit_syncs_and_rollback_sends_nothing(fyno_emulator: Any) -> None:
+    def create_then_fail() -> None:
+        with transaction.atomic():
+            User.objects.create(username="ghost", email="ghost@example.com")
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        create_then_fail()
+    assert operations(fyno_emulator) == []
+    assert FynoProfile.objects.count() == 0
+
+    with transaction.atomic():
+        user = User.objects.create(username="ada", email="ada@example.com")
+        user.first_name = "Ada"
+        user.save()
+        assert operations(fyno_emulator) == []
+    assert operations(fyno_emulator) == ["create_profile"]
+    assert fyno_emulator.emulator.profile("test", str(user.pk))["name"] == "Ada"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_savepoint_rollback_does_not_lose_a_later_save(fyno_emulator: Any) -> None:
+    user = User.objects.create(username="ada", email="ada@example.com")
+    fyno_emulator.emulator.clear_request_log()
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                user.first_name = "Rolled back"
+                user.save()
+                raise RuntimeError
+        except RuntimeError:
+            pass
+        user.first_name = "Kept"
+        user.save()
+    assert operations(fyno_emulator) == ["update_profile"]
+    assert fyno_emulator.emulator.profile("test", str(user.pk))["name"] == "Kept"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_50_users_in_one_transaction_is_one_request(fyno_emulator: Any) -> None:
+    with transaction.atomic():
+        users = [
+            User.objects.create(username=f"u{n}", email=f"u{n}@example.com") for n in range(50)
+        ]
+    assert len(fyno_emulator.emulator.profiles("test")) == 50
+    fyno_emulator.emulator.clear_request_log()
+
+    with transaction.atomic():
+        for user in users:
+            user.delete()
+        assert operations(fyno_emulator) == []
+    assert operations(fyno_emulator) == ["delete_profiles"]
+    assert len(fyno_emulator.emulator.request_log[0].body["distinct_id"]) == 50
+    assert fyno_emulator.emulator.profiles("test") == {}
+    assert FynoProfile.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(FYNO=fyno(DELETE_BATCH_SIZE=20))
+def test_deletions_go_out_in_batches(fyno_emulator: Any) -> None:
+    with transaction.atomic():
+        for n in range(50):
+            User.objects.create(username=f"u{n}", email=f"u{n}@example.com")
+    fyno_emulator.emulator.clear_request_log()
+    User.objects.all().delete()
+    assert operations(fyno_emulator) == ["delete_profiles"] * 3
+    assert fyno_emulator.emulator.profiles("test") == {}
+    assert FynoProfile.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_delete_costs_one_query_and_one_callback(
+    django_assert_num_queries: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    users = []
+    for n in range(3):
+        user = User(username=f"u{n}")
+        with skip_sync(user):
+            user.save()
+        users.append(user)
+        FynoProfile.objects.create(user=user, distinct_id=str(user.pk))
+    with django_capture_on_commit_callbacks() as callbacks:
+        for user in users:
+            # Django's own: SELECT + SET NULL of the mirror row, and DELETEs of the
+            # user's groups, permissions and row. Ours: one UPDATE.
+            with django_assert_num_queries(5):
+                user.delete()
+    assert len(callbacks) == 1
+    assert set(FynoProfile.objects.values_list("state", flat=True)) == {"deleting"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_profile_fyno_never_had_counts_as_deleted(fyno_emulator: Any) -> None:
+    user = User.objects.create(username="ada", email="ada@example.com")
+    fyno_emulator.emulator.reset()  # Fyno lost it
+    user.delete()
+    assert operations(fyno_emulator) == ["delete_profiles"]
+    assert fyno_emulator.emulator.request_log[0].status == 400
+    assert FynoProfile.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_raw_save_is_ignored(fyno_emulator: Any, django_assert_num_queries: Any) -> None:
+    user = User(username="fixture", email="f@example.com")
+    with django_assert_num_queries(1):  # the INSERT only
+        user.save_base(raw=True)
+    assert FynoProfile.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("switch", ["ENABLED", "AUTO_SYNC"])
+def test_switches_turn_the_receivers_off(
+    switch: str, fyno_emulator: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    with (
+        override_settings(FYNO=fyno(**{switch: False})),
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+    ):
+        user = User.objects.create(username="ada", email="ada@example.com")
+        user.delete()
+    assert callbacks == []
+    assert FynoProfile.objects.count() == 0
+    assert operations(fyno_emulator) == []
+
+
+@pytest.mark.django_db
+def test_skip_sync_opts_one_instance_or_a_block_out(
+    fyno_emulator: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        ada = User(username="ada", email="ada@example.com")
+        with skip_sync(ada):
+            ada.save()
+        assert not hasattr(ada, "_fyno_skip_sync")  # restored after the block
+        bob = User(username="bob")
+        bob._fyno_skip_sync = True  # type: ignore[attr-defined]
+        bob.save()
+        with skip_sync():
+            User.objects.create(username="cy")
+    assert callbacks == []
+    assert FynoProfile.objects.count() == 0
+    assert operations(fyno_emulator) == []
+
+
+@pytest.mark.django_db
+@override_settings(FYNO=fyno(TASK_MODE="celery", CELERY_QUEUE="fyno-q"))
+def test_celery_mode_enqueues_the_pk_on_the_queue(
+    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(tasks.sync_profile_task, "apply_async", lambda **kw: calls.append(kw))
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        user = User.objects.create(username="ada")
+        user.first_name = "Ada"
+        user.save()
+    assert calls == [{"args": [user.pk], "queue": "fyno-q"}]
+
+
+@pytest.mark.django_db
+@override_settings(FYNO=fyno(TASK_MODE="celery"))
+def test_a_broker_failure_never_reaches_the_caller(
+    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    def broker_down(**kwargs: Any) -> None:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.sync_profile_task, "apply_async", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        user = User.objects.create(username="ada")
+    assert FynoProfile.objects.get(user=user).dirty_since is not None  # the sweeper's job
+
+
+@pytest.mark.django_db
+@override_settings(FYNO=fyno(TASK_MODE="off"))
+def test_off_mode_leaves_the_row_dirty(
+    fyno_emulator: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        user = User.objects.create(username="ada", email="ada@example.com")
+    assert operations(fyno_emulator) == []
+    assert FynoProfile.objects.get(user=user).dirty_since is not None
+
+
+@pytest.mark.django_db
+def test_on_commit_mode_swallows_sync_errors(
+    fyno_emulator: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    fyno_emulator.emulator.set_fault("create_profile", fail_next=10, fail_next_status=503)
+    with (
+        override_settings(FYNO=fyno(RETRY={"MAX_ATTEMPTS": 1})),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        user = User.objects.create(username="ada", email="ada@example.com")
+    row = FynoProfile.objects.get(user=user)
+    assert (row.attempts, row.dirty_since is not None) == (1, True)
+
+
+@pytest.mark.django_db
+@override_settings(FYNO=fyno(TASK_MODE="celery", SWEEP_AFTER=60))
+def test_sweeper_re_enqueues_stale_rows_and_pending_deletions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    synced: list[Any] = []
+    deletes: list[Any] = []
+    monkeypatch.setattr(tasks.sync_profile_task, "apply_async", lambda **kw: synced.append(kw))
+    monkeypatch.setattr(tasks.delete_profiles_task, "apply_async", lambda **kw: deletes.append(kw))
+    stale, fresh = User.objects.create(username="stale"), User.objects.create(username="fresh")
+    FynoProfile.objects.filter(user=stale).update(
+        dirty_since=timezone.now() - timedelta(seconds=120)
+    )
+    FynoProfile.objects.create(user=None, distinct_id="orphan")
+    synced.clear()
+
+    tasks.sweep_task()
+    assert synced == [{"args": [stale.pk], "queue": "fyno"}]
+    assert len(deletes) == 1
+    assert FynoProfile.objects.get(distinct_id="orphan").state == FynoProfile.State.DELETING
+    assert fresh.pk not in [call["args"][0] for call in synced]
