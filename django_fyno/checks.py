@@ -7,7 +7,8 @@ Each check has a stable id, so a project can silence one with
 - ``fyno.E002`` credentials (WSID, API key) are missing while django-fyno is enabled.
 - ``fyno.E003`` ``VERSION`` is neither ``live`` nor ``test``.
 - ``fyno.E004`` ``TASK_MODE`` is not one of ``celery``, ``on_commit``, ``off``.
-- ``fyno.E005`` ``TASK_MODE`` is ``celery`` but Celery is not installed.
+- ``fyno.E005`` ``TASK_MODE`` is ``celery`` but Celery is not installed, or not
+  configured (the current Celery app has no broker and does not run tasks eagerly).
 - ``fyno.E006`` ``PROFILE_ADAPTER`` does not import, or is not a ``ProfileAdapter`` subclass.
 - ``fyno.W001`` ``VERSION`` is ``live`` while ``DEBUG`` is on.
 """
@@ -23,6 +24,13 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django_fyno.adapter import load_adapter_class
 from django_fyno.conf import DEFAULTS, TASK_MODES, fyno_settings
 from django_fyno.exceptions import FynoConfigurationError
+
+
+def _celery_is_configured() -> bool:
+    from celery import current_app  # type: ignore[import-untyped]
+
+    conf = current_app.conf
+    return bool(conf.broker_url or conf.task_always_eager)
 
 
 @register(Tags.compatibility)
@@ -70,6 +78,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             Error(
                 "FYNO['TASK_MODE'] is 'celery' but Celery is not installed.",
                 hint="Install celery, or set FYNO['TASK_MODE'] = 'on_commit'.",
+                id="fyno.E005",
+            )
+        )
+    elif fyno_settings.TASK_MODE == "celery" and not _celery_is_configured():
+        messages.append(
+            Error(
+                "FYNO['TASK_MODE'] is 'celery' but Celery is not configured: the current "
+                "Celery app has no broker and does not run tasks eagerly.",
+                hint="Load your Celery app in your project's __init__.py and set "
+                "CELERY_BROKER_URL (or task_always_eager), or set FYNO['TASK_MODE'] = "
+                "'on_commit' to run the sync in-process after commit.",
                 id="fyno.E005",
             )
         )

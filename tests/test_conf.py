@@ -75,3 +75,19 @@ def test_api_key_is_not_in_any_check_message() -> None:
     with override_settings(FYNO={"WSID": "", "API_KEY": "sk-SECRET-123", "VERSON": 1}):
         text = " ".join(f"{m.msg} {m.hint}" for m in checks.run_checks())
     assert "sk-SECRET-123" not in text
+
+
+def test_celery_mode_without_a_configured_celery_app_is_an_error() -> None:
+    from celery import current_app
+
+    conf = current_app.conf
+    assert "fyno.E005" not in _ids(WSID="FY1", API_KEY="k", TASK_MODE="celery")
+    saved = conf.broker_url, conf.task_always_eager
+    conf.broker_url, conf.task_always_eager = None, False
+    try:
+        assert "fyno.E005" in _ids(WSID="FY1", API_KEY="k", TASK_MODE="celery")
+        assert "fyno.E005" not in _ids(WSID="FY1", API_KEY="k", TASK_MODE="on_commit")
+        conf.task_always_eager = True  # eager Celery runs tasks in-process: fine
+        assert "fyno.E005" not in _ids(WSID="FY1", API_KEY="k", TASK_MODE="celery")
+    finally:
+        conf.broker_url, conf.task_always_eager = saved
