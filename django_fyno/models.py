@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -57,3 +58,111 @@ class FynoProfile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.distinct_id or f'user {self.user_id}'} ({self.state})"
+
+
+class FynoOutbox(models.Model):
+    """One message for Fyno (an event, or a non-idempotent property operation),
+    written in the caller's transaction and delivered after commit.
+
+    States::
+
+        pending -> sending (leased to one drainer) -> sent
+                                                   -> failed   (Fyno refused it: 400)
+                                                   -> dead     (max attempts reached)
+                                                   -> unknown  (ambiguous: 5xx or read
+                                                                timeout after sending)
+        unknown -> pending  (UNKNOWN_POLICY "retry": at-least-once)
+        unknown -> sent     (a delivery report for the row arrives, or staff decide)
+
+    The row's id is sent as ``callback.custom_id``, so Fyno's delivery reports
+    find their row; their per-channel statuses accumulate in ``delivery``.
+    """
+
+    class Kind(models.TextChoices):
+        EVENT = "event", _("event")
+        PROPERTY = "property", _("property operation")
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("pending")
+        SENDING = "sending", _("sending")
+        SENT = "sent", _("sent")
+        FAILED = "failed", _("failed")
+        DEAD = "dead", _("dead")
+        UNKNOWN = "unknown", _("unknown")
+
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    # The event name (kind "event") or the operation, e.g. "$add" (kind "property").
+    event = models.CharField(_("event or operation"), max_length=255)
+    # Recipient profile; empty when the message goes to explicit destinations only.
+    distinct_id = models.CharField(_("distinct id"), max_length=255, blank=True, db_index=True)
+    # Explicit destinations ({"email": ..., "sms": ...}); merged over the profile's.
+    to = models.JSONField(_("destinations"), default=dict, blank=True)
+    # Event data, or the property operation's values.
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
+    # Extra callback fields (custom1..3, allowlist_url); custom_id is always the row id.
+    callback = models.JSONField(_("callback"), default=dict, blank=True)
+    dedupe_key = models.CharField(
+        _("dedupe key"), max_length=255, null=True, blank=True, unique=True
+    )
+    state = models.CharField(
+        _("state"), max_length=16, choices=State.choices, default=State.PENDING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now)
+    # A drainer owns a "sending" row until then; after it, the sweeper takes it back.
+    lease_expires_at = models.DateTimeField(_("lease expires at"), null=True, blank=True)
+    request_id = models.CharField(_("Fyno request id"), max_length=64, blank=True, db_index=True)
+    # Fyno's per-channel answer to the send ({channel: {destination, msg_id, status}}).
+    result = models.JSONField(_("result"), default=dict, blank=True)
+    # Per-channel delivery status from delivery reports ({channel: status}).
+    delivery = models.JSONField(_("delivery"), default=dict, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("Fyno outbox message")
+        verbose_name_plural = _("Fyno outbox")
+        indexes = (
+            # The drain query: pending rows due now, oldest first.
+            models.Index(fields=["state", "next_attempt_at", "id"], name="fyno_outbox_drain"),
+            # The sweeper: "sending" rows whose lease has expired.
+            models.Index(fields=["state", "lease_expires_at"], name="fyno_outbox_lease"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.event} #{self.pk} ({self.state})"
+
+    @property
+    def custom_id(self) -> str:
+        """What Fyno echoes back in delivery reports for this row."""
+        return str(self.pk)
+
+
+class FynoDeliveryReport(models.Model):
+    """A delivery report Fyno posted to our webhook, stored once (keyed on its content)."""
+
+    outbox = models.ForeignKey(
+        FynoOutbox,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="delivery_reports",
+    )
+    custom_id = models.CharField(_("custom id"), max_length=255, blank=True, db_index=True)
+    request_id = models.CharField(_("Fyno request id"), max_length=64, blank=True)
+    channel = models.CharField(_("channel"), max_length=32, blank=True)
+    status = models.CharField(_("status"), max_length=64, blank=True)
+    msg_id = models.CharField(_("message id"), max_length=255, blank=True)
+    # sha256 of the report's canonical JSON: the same report twice is stored once.
+    fingerprint = models.CharField(_("fingerprint"), max_length=64, unique=True)
+    raw = models.JSONField(_("report"), default=dict)
+    received_at = models.DateTimeField(_("received at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("Fyno delivery report")
+        verbose_name_plural = _("Fyno delivery reports")
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.status} for #{self.custom_id}"
