@@ -21,7 +21,9 @@ from django_fyno.conf import fyno_settings
 __all__ = [
     "FynoTask",
     "delete_profiles_task",
+    "deliver_outbox_task",
     "enqueue",
+    "sweep_outbox_task",
     "sweep_task",
     "sync_profile_task",
 ]
@@ -112,3 +114,45 @@ def enqueue(task: Any, *args: Any) -> None:
         logger.exception(
             "django-fyno: %s%r did not run; it will be swept up later", task.name, args
         )
+
+
+# -- the outbox (see django_fyno.outbox and docs/outbox.md) ------------------------------
+# django_fyno.outbox imports this module (for enqueue), so it is imported late here.
+
+
+@shared_task(base=FynoTask, name="django_fyno.deliver_outbox")  # type: ignore[untyped-decorator]
+def deliver_outbox_task() -> None:
+    """Drain the outbox; when it is paused or backing off, wake up again once, later."""
+    from django_fyno import outbox
+
+    report = outbox.drain()
+    if report.retry_in is None or fyno_settings.TASK_MODE != "celery":
+        return  # on_commit mode has no timer: the sweeper or the next commit drains
+    # Due rows left behind (a pass cut short) are drained soon; others when due.
+    delay = max(1.0, report.retry_in)
+    if outbox.claim_wakeup(delay):
+        deliver_outbox_task.apply_async(countdown=delay, queue=fyno_settings.CELERY_QUEUE)
+
+
+@shared_task(base=FynoTask, name="django_fyno.sweep_outbox")  # type: ignore[untyped-decorator]
+def sweep_outbox_task() -> None:
+    """Take back expired leases and request a drain of due rows (run it from Celery beat)."""
+    from django_fyno import outbox
+
+    outbox.sweep_outbox()
+
+
+def _drain_in_process() -> None:
+    from django_fyno import outbox
+
+    outbox.drain()
+
+
+def _sweep_outbox_in_process() -> None:
+    from django_fyno import outbox
+
+    outbox.sweep_outbox()
+
+
+_IN_PROCESS["django_fyno.deliver_outbox"] = _drain_in_process
+_IN_PROCESS["django_fyno.sweep_outbox"] = _sweep_outbox_in_process
