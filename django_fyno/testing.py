@@ -49,21 +49,38 @@ fails the suite. Tests that send invalid requests on purpose are marked::
 
 Requests sent after the test body (by fixture teardowns) are checked when the
 fixture ends, and reported as a teardown error.
+
+Checking what your code notified
+--------------------------------
+
+``fyno_outbox``
+    A :class:`FynoOutboxView`: the :class:`~django_fyno.models.FynoOutbox`
+    rows in the test database, read anew on every access (like
+    ``django.core.mail.outbox``, but for Fyno events and property operations).
+
+:func:`assert_notified`
+    ``assert_notified(user, "welcome", data={"name": "Ada"})`` fails, listing
+    what *was* notified, unless the outbox holds such an event. It reads outbox
+    rows, so it works whether delivery is eager, after commit, by a worker, or off.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
     from django_fyno.emulator.app import Emulator, LoggedRequest
     from django_fyno.emulator.live import LiveEmulator
+    from django_fyno.models import FynoOutbox
 
-__all__ = ["FynoEmulatorHandle", "contract_violations"]
+__all__ = ["FynoEmulatorHandle", "FynoOutboxView", "assert_notified", "contract_violations"]
 
 MARKER = "fyno_contract_violations_expected"
 _HANDLES = pytest.StashKey[list["FynoEmulatorHandle"]]()
@@ -241,3 +258,131 @@ def fyno_live_emulator(
         yield from _track(request, handle)
     finally:
         handle.reset()
+
+
+# -- checking what was notified ---------------------------------------------------
+# Django models are imported inside functions: this plugin is loaded before
+# Django is set up, and in projects that never use these helpers.
+
+
+def _outbox_rows(using: str | None, after: int = 0) -> QuerySet[FynoOutbox]:
+    from django.db import router
+
+    from django_fyno.models import FynoOutbox
+
+    db: str = using or router.db_for_write(FynoOutbox)
+    rows: QuerySet[FynoOutbox] = FynoOutbox.objects.using(db).filter(pk__gt=after).order_by("pk")
+    return rows
+
+
+class FynoOutboxView:
+    """The outbox rows of the test database, read anew on every access.
+
+    The test database starts empty for each test, so these are the rows the
+    test wrote (events and property operations, whatever their state), in the
+    order they were written. :meth:`clear` hides the rows written so far.
+    """
+
+    def __init__(self, using: str | None = None) -> None:
+        self.using = using
+        self._after = 0
+
+    def all(self) -> list[FynoOutbox]:
+        """Every row (events and property operations)."""
+        return list(_outbox_rows(self.using, self._after))
+
+    def events(self, name: str | None = None) -> list[FynoOutbox]:
+        """Event rows, only those of event ``name`` when given."""
+        rows = _outbox_rows(self.using, self._after).filter(kind="event")
+        return list(rows if name is None else rows.filter(event=name))
+
+    def property_updates(self, operation: str | None = None) -> list[FynoOutbox]:
+        """Property-operation rows, only those of ``operation`` (e.g. ``"$add"``) when given."""
+        rows = _outbox_rows(self.using, self._after).filter(kind="property")
+        return list(rows if operation is None else rows.filter(event=operation))
+
+    def clear(self) -> None:
+        """Hide the rows written so far (they stay in the database, and are still delivered)."""
+        last = _outbox_rows(self.using).values_list("pk", flat=True).last()
+        self._after = last or 0
+
+    def __len__(self) -> int:
+        return _outbox_rows(self.using, self._after).count()
+
+    def __iter__(self) -> Iterator[FynoOutbox]:
+        return iter(self.all())
+
+    def __repr__(self) -> str:
+        return f"<FynoOutboxView: {_describe_rows(self.all())}>"
+
+
+@pytest.fixture
+def fyno_outbox(db: None) -> FynoOutboxView:
+    """The FynoOutbox rows the test writes (enables database access, like ``db``)."""
+    return FynoOutboxView()
+
+
+def _describe(row: FynoOutbox) -> str:
+    recipient = [repr(row.distinct_id)] if row.distinct_id else []
+    if row.to:
+        recipient.append(f"to={row.to!r}")
+    return f"{row.event!r} to {' '.join(recipient)} data={row.payload!r} ({row.state})"
+
+
+def _describe_rows(rows: list[FynoOutbox]) -> str:
+    if not rows:
+        return "no events"
+    return f"{len(rows)} event(s):\n" + "\n".join(f"  - {_describe(row)}" for row in rows)
+
+
+def _contains(stored: Any, expected: Mapping[str, Any]) -> bool:
+    return isinstance(stored, Mapping) and all(
+        key in stored and stored[key] == value for key, value in expected.items()
+    )
+
+
+def assert_notified(
+    recipient: Any,
+    event: str,
+    data: Mapping[str, Any] | None = None,
+    count: int | None = None,
+    *,
+    using: str | None = None,
+) -> list[FynoOutbox]:
+    """Assert that ``event`` was notified to ``recipient``; return the matching rows.
+
+    ``recipient`` is a user, a distinct id, or a mapping of destinations that
+    the row's ``to`` must contain. With ``data``, only rows whose data contains
+    these items count (other keys may be present). ``count`` None means at
+    least one; otherwise exactly ``count`` (0: never notified). The failure
+    message lists every event the outbox holds.
+    """
+    from django_fyno.notifications import resolve_distinct_id
+
+    # Compare with what was stored: notify() keeps the JSON form of data.
+    expected_data = None if data is None else json.loads(json.dumps(dict(data)))
+    if isinstance(recipient, Mapping):
+        who = f"destinations containing {dict(recipient)!r}"
+        expected_to: Mapping[str, Any] | None = recipient
+        distinct_id = None
+    else:
+        distinct_id = resolve_distinct_id(recipient, "recipient")
+        who = f"distinct id {distinct_id!r}"
+        expected_to = None
+    events = list(_outbox_rows(using).filter(kind="event"))
+    matching = [
+        row
+        for row in events
+        if row.event == event
+        and (distinct_id is None or row.distinct_id == distinct_id)
+        and (expected_to is None or _contains(row.to, expected_to))
+        and (expected_data is None or _contains(row.payload, expected_data))
+    ]
+    if (count is None and matching) or len(matching) == count:
+        return matching
+    wanted = "at least one" if count is None else f"exactly {count}"
+    with_data = "" if expected_data is None else f" with data containing {expected_data!r}"
+    raise AssertionError(
+        f"Expected {wanted} {event!r} event(s) to {who}{with_data}; found {len(matching)}.\n"
+        f"The outbox holds {_describe_rows(events)}"
+    )
