@@ -10,7 +10,10 @@ Each check has a stable id, so a project can silence one with
 - ``fyno.E005`` ``TASK_MODE`` is ``celery`` but Celery is not installed, or not
   configured (the current Celery app has no broker and does not run tasks eagerly).
 - ``fyno.E006`` ``PROFILE_ADAPTER`` does not import, or is not a ``ProfileAdapter`` subclass.
+- ``fyno.E007`` ``UNKNOWN_POLICY`` is neither ``retry`` nor ``hold``.
 - ``fyno.W001`` ``VERSION`` is ``live`` while ``DEBUG`` is on.
+- ``fyno.W002`` the webhook URLs (``django_fyno.urls``) are in the URLconf but
+  ``WEBHOOK_SECRET`` is empty, so the webhook refuses every request.
 """
 
 from __future__ import annotations
@@ -92,6 +95,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="fyno.E005",
             )
         )
+    if fyno_settings.UNKNOWN_POLICY not in ("retry", "hold"):
+        messages.append(
+            Error(
+                f"FYNO['UNKNOWN_POLICY'] is {fyno_settings.UNKNOWN_POLICY!r}; "
+                "it must be 'retry' (at-least-once) or 'hold' (at-most-once).",
+                id="fyno.E007",
+            )
+        )
     if fyno_settings.VERSION == "live" and settings.DEBUG:
         messages.append(
             Warning(
@@ -120,3 +131,35 @@ def check_profile_adapter(app_configs: Any = None, **kwargs: Any) -> list[CheckM
             )
         ]
     return []
+
+
+def _webhook_is_routed() -> bool:
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        reverse("django_fyno:webhook")
+    except NoReverseMatch:
+        return False
+    except (AttributeError, ImportError):
+        # No ROOT_URLCONF, or one that does not import: Django's own URL checks say so.
+        return False
+    return True
+
+
+@register(Tags.security)
+def check_webhook_secret(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """fyno.W002: without a secret the webhook fails closed, so Fyno's delivery
+    reports would be refused (403) until one is set."""
+    from django_fyno.webhooks import configured_secrets
+
+    if configured_secrets() or not _webhook_is_routed():
+        return []
+    return [
+        Warning(
+            "The Fyno webhook URLs are installed but FYNO['WEBHOOK_SECRET'] is empty: "
+            "the webhook refuses every request.",
+            hint="Set FYNO['WEBHOOK_SECRET'] to a long random URL-safe string and register "
+            "the webhook URL carrying it in Fyno, or silence fyno.W002.",
+            id="fyno.W002",
+        )
+    ]

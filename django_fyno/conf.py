@@ -63,6 +63,32 @@ DEFAULTS: dict[str, Any] = {
     # How many times a sync or delete task is retried after a transient failure
     # (429, 5xx, timeouts), with exponential backoff and jitter.
     "SYNC_MAX_RETRIES": 8,
+    # Shared secret authenticating Fyno's calls to the delivery-report webhook, in
+    # the URL path or the X-Fyno-Webhook-Secret header. A list accepts any of its
+    # secrets (rotation). Empty: the webhook refuses every request (fyno.W002).
+    "WEBHOOK_SECRET": "",
+    # -- the outbox (events and property operations; see docs/outbox.md) --
+    # Rows one /event/bulk or /profiles/properties/batch request carries, and
+    # how many rows one drain claims at a time.
+    "OUTBOX_BULK_SIZE": 100,
+    # Seconds a drainer owns the rows it claimed; after that the sweeper takes them back.
+    "OUTBOX_LEASE_SECONDS": 300,
+    # Attempts before a row is "dead" (429 answers are not counted).
+    "OUTBOX_MAX_ATTEMPTS": 10,
+    # Backoff between attempts of a row: full jitter, uniform in
+    # [0, min(MAX, BASE * 2**(attempts - 1))] seconds.
+    "OUTBOX_BACKOFF_BASE": 2.0,
+    "OUTBOX_BACKOFF_MAX": 3600.0,
+    # A send whose outcome is ambiguous (5xx, read timeout): "retry" sends it
+    # again (at-least-once) or "hold" leaves it "unknown" (at-most-once).
+    "UNKNOWN_POLICY": "retry",
+    # Consecutive 5xx/connection failures that pause every drainer, and for
+    # how many seconds, before one probe request is let through.
+    "OUTBOX_CIRCUIT_THRESHOLD": 5,
+    "OUTBOX_CIRCUIT_COOLDOWN": 30.0,
+    # Django cache alias holding the shared pause; must be shared between
+    # processes (Redis, Memcached…) for the pause to hold them all.
+    "OUTBOX_CACHE": "default",
 }
 
 ENV_NAMES: dict[str, str] = {

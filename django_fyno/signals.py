@@ -24,16 +24,27 @@ surrounding transaction, if any, commits.
 ``profile_deleted(sender, distinct_ids)``
     Fyno deleted these profiles (or never had them); their mirror rows are gone.
     Sent once per delete batch.
+
+``delivery_report_received(sender, report, outbox, created)``
+    Sent with ``sender=FynoDeliveryReport`` for each delivery report the
+    webhook accepted, after the transaction that stored it commits.
+    ``report`` is the stored :class:`~django_fyno.models.FynoDeliveryReport`,
+    ``outbox`` the :class:`~django_fyno.models.FynoOutbox` row it updated (None
+    for a report without a ``custom_id``), ``created`` False when the same
+    report had already been stored (Fyno delivered it again): act only when it
+    is True to act once per report. Receivers run through ``send_robust``: an
+    exception is logged and does not fail the webhook's answer.
 """
 
 from __future__ import annotations
 
 from django.dispatch import Signal
 
-from django_fyno.client.exceptions import FynoError
+from django_fyno.exceptions import SyncVetoed
 
 __all__ = [
     "SyncVetoed",
+    "delivery_report_received",
     "pre_profile_sync",
     "profile_deleted",
     "profile_sync_failed",
@@ -41,11 +52,8 @@ __all__ = [
 ]
 
 
-class SyncVetoed(FynoError):
-    """Raised by a ``pre_profile_sync`` receiver to skip one sync."""
-
-
 pre_profile_sync = Signal()
 profile_synced = Signal()
 profile_sync_failed = Signal()
 profile_deleted = Signal()
+delivery_report_received = Signal()

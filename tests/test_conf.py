@@ -91,3 +91,8 @@ def test_celery_mode_without_a_configured_celery_app_is_an_error() -> None:
         assert "fyno.E005" not in _ids(WSID="FY1", API_KEY="k", TASK_MODE="celery")
     finally:
         conf.broker_url, conf.task_always_eager = saved
+
+
+def test_unknown_policy_must_be_retry_or_hold() -> None:
+    assert "fyno.E007" in _ids(WSID="FY1", API_KEY="k", UNKNOWN_POLICY="maybe")
+    assert "fyno.E007" not in _ids(WSID="FY1", API_KEY="k", UNKNOWN_POLICY="hold")

@@ -1,0 +1,258 @@
+"""One abstract suite of webhook-security tests, run against every webhook view.
+
+Subclass :class:`WebhookSecuritySuite` in a test module, under a name pytest
+collects (``TestXxxWebhookSecurity``), and fill in the hooks:
+
+- ``url_name``: the route name, reversible with ``kwargs={"secret": ...}`` (the
+  secret in the path) and without (the secret in the ``X-Fyno-Webhook-Secret``
+  header);
+- ``valid_body()``: a JSON-able body the view accepts (it may create rows);
+- ``unknown_reference_body()``: a well-formed body naming something that does
+  not exist, which the view must refuse with 400;
+- ``stored_count()``: how many rows the view has stored.
+
+The suite itself is not collected (its name does not start with ``Test``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import pytest
+from django.http import HttpResponse
+from django.test import Client
+from django.urls import reverse
+
+from django_fyno.webhooks import SECRET_HEADER
+
+BAD_BODIES = {
+    "not JSON": b"{not json",
+    "not UTF-8": b"\xff\xfe{}",
+    "a number": b"3",
+    "a string": b'"report"',
+    "null": b"null",
+    "an empty list": b"[]",
+    "a list of non-objects": b"[1, 2]",
+    "a list with one non-object": b'[{"status": "delivered"}, "x"]',
+}
+
+
+class WebhookSecuritySuite:
+    """Security tests every Fyno webhook view must pass. Subclass and fill in the hooks."""
+
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.django_db]
+
+    # A URLconf that includes the view (set through the settings fixture: the
+    # test settings have no ROOT_URLCONF for pytest-django's urls marker to swap).
+    urlconf: ClassVar[str] = "tests.urls"
+    url_name: ClassVar[str] = "django_fyno:webhook"
+    secret: ClassVar[str] = "Tq3-webhook_secret-for-tests-9Zk"
+
+    # --- hooks ---------------------------------------------------------------
+
+    def valid_body(self) -> Any:
+        raise NotImplementedError
+
+    def unknown_reference_body(self) -> Any:
+        raise NotImplementedError
+
+    def stored_count(self) -> int:
+        raise NotImplementedError
+
+    # --- helpers -------------------------------------------------------------
+
+    @pytest.fixture(autouse=True)
+    def _webhook_settings(self, settings: Any) -> None:
+        settings.ROOT_URLCONF = self.urlconf
+        settings.FYNO = {**settings.FYNO, "WEBHOOK_SECRET": self.secret}
+
+    def path_url(self, secret: str | None = None) -> str:
+        return reverse(self.url_name, kwargs={"secret": secret or self.secret})
+
+    def header_url(self) -> str:
+        return reverse(self.url_name)
+
+    def post(
+        self,
+        client: Client,
+        body: Any,
+        *,
+        url: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> HttpResponse:
+        data = body if isinstance(body, bytes) else json.dumps(body)
+        response: HttpResponse = client.post(
+            url or self.path_url(),
+            data=data,
+            content_type="application/json",
+            headers=headers or {},
+        )
+        return response
+
+    # --- Fyno's verification GET ---------------------------------------------
+
+    def test_verification_echoes_fyno_token(self, client: Client) -> None:
+        response = client.get(self.path_url(), {"fyno_token": "tok-123abc"})
+        assert response.status_code == 200
+        assert response.content == b"tok-123abc"
+        assert response["Content-Type"].startswith("text/plain")
+        assert response["X-Content-Type-Options"] == "nosniff"
+
+    def test_verification_with_the_secret_in_a_header(self, client: Client) -> None:
+        response = client.get(
+            self.header_url(), {"fyno_token": "tok"}, headers={SECRET_HEADER: self.secret}
+        )
+        assert (response.status_code, response.content) == (200, b"tok")
+
+    @pytest.mark.parametrize("query", [{}, {"fyno_token": ""}, {"fyno_token": "x" * 513}])
+    def test_verification_without_a_usable_token_is_400(
+        self, client: Client, query: dict[str, str]
+    ) -> None:
+        assert client.get(self.path_url(), query).status_code == 400
+
+    def test_verification_requires_the_secret(self, client: Client) -> None:
+        wrong = client.get(self.path_url("not-the-secret"), {"fyno_token": "tok"})
+        missing = client.get(self.header_url(), {"fyno_token": "tok"})
+        assert (wrong.status_code, missing.status_code) == (403, 403)
+        assert b"tok" not in wrong.content + missing.content
+
+    # --- the secret ----------------------------------------------------------
+
+    def test_secret_in_the_path_is_accepted(self, client: Client) -> None:
+        assert self.post(client, self.valid_body()).status_code == 200
+        assert self.stored_count() > 0
+
+    def test_secret_in_a_header_is_accepted(self, client: Client) -> None:
+        response = self.post(
+            client, self.valid_body(), url=self.header_url(), headers={SECRET_HEADER: self.secret}
+        )
+        assert response.status_code == 200
+        assert self.stored_count() > 0
+
+    @pytest.mark.parametrize("where", ["path", "header", "missing header", "empty header"])
+    def test_wrong_or_missing_secret_is_403_and_stores_nothing(
+        self, client: Client, where: str
+    ) -> None:
+        body = self.valid_body()
+        if where == "path":
+            response = self.post(client, body, url=self.path_url(self.secret + "x"))
+        else:
+            given = {"header": self.secret[:-1], "empty header": ""}.get(where)
+            headers = {SECRET_HEADER: given} if given is not None else {}
+            response = self.post(client, body, url=self.header_url(), headers=headers)
+        assert response.status_code == 403
+        assert self.stored_count() == 0
+
+    def test_a_header_does_not_rescue_a_wrong_path_secret(self, client: Client) -> None:
+        response = self.post(
+            client,
+            self.valid_body(),
+            url=self.path_url("wrong"),
+            headers={SECRET_HEADER: self.secret},
+        )
+        assert response.status_code == 403
+
+    def test_no_configured_secret_refuses_everything(self, client: Client, settings: Any) -> None:
+        body = self.valid_body()
+        settings.FYNO = {**settings.FYNO, "WEBHOOK_SECRET": ""}
+        assert self.post(client, body, url=self.header_url()).status_code == 403
+        assert self.post(client, body, url=self.path_url("anything")).status_code == 403
+        assert client.get(self.path_url("anything"), {"fyno_token": "t"}).status_code == 403
+        assert self.stored_count() == 0
+
+    def test_any_secret_of_a_list_is_accepted(self, client: Client, settings: Any) -> None:
+        settings.FYNO = {**settings.FYNO, "WEBHOOK_SECRET": ["old-secret", self.secret]}
+        assert (
+            self.post(client, self.valid_body(), url=self.path_url("old-secret")).status_code == 200
+        )
+        assert self.post(client, self.valid_body()).status_code == 200
+        assert self.post(client, self.valid_body(), url=self.path_url("new")).status_code == 403
+
+    def test_secret_is_compared_in_constant_time(
+        self, client: Client, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        calls: list[tuple[Any, Any]] = []
+        real: Callable[[Any, Any], bool] = hmac.compare_digest
+
+        def spy(a: Any, b: Any) -> bool:
+            calls.append((a, b))
+            return real(a, b)
+
+        monkeypatch.setattr(hmac, "compare_digest", spy)
+        assert self.post(client, self.valid_body()).status_code == 200
+        assert self.post(client, self.valid_body(), url=self.path_url("wrong")).status_code == 403
+        secret = self.secret.encode()
+        assert any(secret in (a, b) or self.secret in (a, b) for a, b in calls)
+        assert any(b"wrong" in (a, b) or "wrong" in (a, b) for a, b in calls)
+
+    # --- the body ------------------------------------------------------------
+
+    @pytest.mark.parametrize("body", BAD_BODIES.values(), ids=BAD_BODIES.keys())
+    def test_malformed_body_is_400_and_stores_nothing(self, client: Client, body: bytes) -> None:
+        response = self.post(client, body)
+        assert response.status_code == 400
+        assert self.stored_count() == 0
+
+    def test_unknown_reference_is_400_and_stores_nothing(self, client: Client) -> None:
+        response = self.post(client, self.unknown_reference_body())
+        assert response.status_code == 400
+        assert self.stored_count() == 0
+
+    def test_the_same_delivery_twice_is_stored_once(self, client: Client) -> None:
+        body = self.valid_body()
+        assert self.post(client, body).status_code == 200
+        stored = self.stored_count()
+        assert self.post(client, body).status_code == 200
+        assert self.stored_count() == stored
+
+    # --- HTTP ----------------------------------------------------------------
+
+    @pytest.mark.parametrize("method", ["put", "patch", "delete", "head", "options"])
+    def test_other_methods_are_405(self, client: Client, method: str) -> None:
+        response = getattr(client, method)(self.path_url())
+        assert response.status_code == 405
+        assert set(response["Allow"].split(", ")) == {"GET", "POST"}
+
+    def test_post_is_exempt_from_csrf(self) -> None:
+        client = Client(enforce_csrf_checks=True)
+        assert self.post(client, self.valid_body()).status_code == 200
+
+    # --- what a rejection reveals --------------------------------------------
+
+    def _rejections(self, client: Client) -> list[HttpResponse]:
+        """One response of each kind of rejection, all with the real secret in the path."""
+        return [
+            self.post(client, self.valid_body(), url=self.path_url("wrong")),
+            self.post(client, self.valid_body(), url=self.header_url()),
+            self.post(client, b"{not json"),
+            self.post(client, self.unknown_reference_body()),
+            client.get(self.path_url()),
+            client.put(self.path_url()),
+        ]
+
+    def test_rejections_reveal_no_secret_and_no_traceback(
+        self, client: Client, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level("DEBUG")
+        for response in self._rejections(client):
+            assert response.status_code in (400, 403, 405)
+            assert response["Content-Type"].startswith("text/plain")
+            assert self.secret.encode() not in response.content
+            assert b"Traceback" not in response.content
+        # The path carries the secret: no log line may show it, not even Django's.
+        assert self.secret not in caplog.text
+        assert "Traceback" not in caplog.text
+        assert not [record for record in caplog.records if record.exc_info]
+
+    def test_rejections_are_logged_as_security_warnings(
+        self, client: Client, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level("WARNING")
+        self.post(client, self.valid_body(), url=self.path_url("wrong"))
+        self.post(client, b"{not json")
+        names = [r.name for r in caplog.records if r.levelname == "WARNING"]
+        assert any(name.startswith("django.security.") for name in names)
+        assert len([name for name in names if name.startswith("django.security.")]) == 2
