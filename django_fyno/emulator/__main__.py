@@ -91,20 +91,23 @@ def faults_from(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return {"*": knobs} if knobs else {}
 
 
-def apply_faults(emulator: Emulator, faults: dict[str, dict[str, Any]], seed: int | None) -> None:
-    """Put the faults in force for every Fyno API call (the control API has none)."""
-    if faults or seed is not None:
-        emulator.set_faults(faults, seed=seed)
-
-
 def _stop(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def build_emulator(args: argparse.Namespace) -> Emulator:
+    """The emulator the command line describes.
+
+    Fault flags are part of its start configuration, so ``reset()`` keeps them.
+    """
+    return Emulator(
+        args.wsid, args.api_key, events=args.events, faults=faults_from(args), seed=args.seed
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    emulator = Emulator(args.wsid, args.api_key, events=args.events)
-    apply_faults(emulator, faults_from(args), args.seed)
+    emulator = build_emulator(args)
     try:
         server = make_server(
             emulator, args.host, args.port, prefix=args.prefix, verbose=args.verbose

@@ -24,7 +24,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
@@ -155,6 +155,11 @@ class Emulator:
         self._initial_preferences = preferences
         self._store = self._new_store()
         self._faults = Faults(faults, seed=seed)
+        # A snapshot of plain knobs: Fault objects count down (fail_next) as they act.
+        self._initial_faults = {
+            key: Fault.from_mapping(knobs)
+            for key, knobs in self._faults.as_dict()["faults"].items()
+        }
 
     def __repr__(self) -> str:
         return f"Emulator(wsid={self.wsid!r})"
@@ -169,15 +174,19 @@ class Emulator:
         return store
 
     def reset(self) -> None:
-        """Forget all state, faults, the request log and the webhook.
+        """Forget all state, the request log and the webhook: back to the start.
 
-        The event list and preference configuration given to the constructor
-        come back; those set at run time are forgotten.
+        The event list, preference configuration and faults given to the
+        constructor (the command line's ``--latency``, say) come back; those
+        set at run time are forgotten.
         """
         with self._lock:
             self.request_log.clear()
             self._store = self._new_store()
-            self._faults = Faults(seed=self._seed)
+            self._faults = Faults(
+                {key: replace(fault) for key, fault in self._initial_faults.items()},
+                seed=self._seed,
+            )
 
     # --- WSGI -------------------------------------------------------------
 

@@ -99,13 +99,22 @@ def test_invalid_options_are_refused(bad: list[str], capsys: pytest.CaptureFixtu
 
 
 def test_fault_options_are_put_in_force_for_every_call() -> None:
-    from django_fyno.emulator.__main__ import apply_faults
-    from django_fyno.emulator.app import Emulator
+    from django_fyno.emulator.__main__ import build_emulator
 
-    emulator = Emulator()
     args = build_parser().parse_args(["--error-rate", "1", "--error-status", "502", "--seed", "7"])
-    apply_faults(emulator, faults_from(args), args.seed)
+    emulator = build_emulator(args)
     config = emulator.faults_config()
     assert config["seed"] == 7
     assert config["faults"]["*"]["error_rate"] == 1.0
     assert config["faults"]["*"]["error_status"] == 502
+
+
+def test_fault_options_survive_a_reset() -> None:
+    from django_fyno.emulator.__main__ import build_emulator
+
+    emulator = build_emulator(build_parser().parse_args(["--latency", "0.02"]))
+    emulator.set_fault("send_event", error_rate=1.0)
+    emulator.reset()
+    faults = emulator.faults_config()["faults"]
+    assert faults["*"]["latency"] == 0.02  # the start configuration stays
+    assert "send_event" not in faults  # what was set at run time goes

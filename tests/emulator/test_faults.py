@@ -113,9 +113,15 @@ def test_bad_knobs_are_refused() -> None:
         emulator.set_fault("no_such_op", error_rate=1)
 
 
-def test_clear_and_reset_remove_faults() -> None:
-    emulator = Emulator(faults={"*": {"error_rate": 1}, "send_event": {"latency": 0}})
+def test_clear_removes_faults_and_reset_returns_to_the_start_configuration() -> None:
+    emulator = Emulator(faults={"*": {"error_rate": 1}, "send_event": {"fail_next": 2}})
     emulator.clear_faults("*")
     assert set(emulator.faults_config()["faults"]) == {"send_event"}
+    emulator.set_fault("get_profile", error_rate=1)
     emulator.reset()
+    faults = emulator.faults_config()["faults"]
+    # Faults set at run time are gone; the constructor's are back, counters and all.
+    assert set(faults) == {"*", "send_event"}
+    assert faults["send_event"]["fail_next"] == 2
+    emulator.clear_faults()
     assert emulator.faults_config()["faults"] == {}
