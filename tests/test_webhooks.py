@@ -12,7 +12,7 @@ import pytest
 import requests
 from django.core import checks
 from django.db import connection
-from django.test import Client, override_settings
+from django.test import Client
 from django.urls import reverse
 from pytest_django.fixtures import DjangoCaptureOnCommitCallbacks
 
@@ -383,17 +383,6 @@ def test_the_emulators_reports_are_accepted(
     row.refresh_from_db()
     assert row.delivery == {"email": "delivered", "sms": "delivered"}
     assert {r.request_id for r in FynoDeliveryReport.objects.all()} == {sent.request_id}
-
-
-@pytest.fixture(scope="session")
-def webhook_live_server(request: pytest.FixtureRequest) -> Any:
-    """pytest-django's ``live_server``, started with a STATIC_URL.
-
-    Its static-files handler reads STATIC_URL when the (session-wide) server
-    starts, and the test settings have none.
-    """
-    with override_settings(STATIC_URL="/static/"):
-        return request.getfixturevalue("live_server")
 
 
 @pytest.mark.django_db(transaction=True)
