@@ -122,10 +122,13 @@ def run_processes(
     )
 
 
-def start_server_process() -> tuple[subprocess.Popen[str], str]:
-    """``python -m django_fyno.emulator`` on a free port; returns it and its endpoint."""
+def start_server_process(*options: str) -> tuple[subprocess.Popen[str], str]:
+    """``python -m django_fyno.emulator`` on a free port; returns it and its endpoint.
+
+    ``options`` are more command-line flags, e.g. ``"--latency", "0.02"``.
+    """
     command = [sys.executable, "-m", "django_fyno.emulator", "--port", "0"]
-    command += ["--wsid", WSID, "--api-key", API_KEY]
+    command += ["--wsid", WSID, "--api-key", API_KEY, *options]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert server.stdout is not None
     for line in server.stdout:

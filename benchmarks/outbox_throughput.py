@@ -27,9 +27,12 @@ from typing import Any
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.emulator import API_KEY, WSID, start_server_process  # noqa: E402
+
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fyno_bench")
 BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/12")
-WSID, API_KEY = "FYBENCH", "bench-key"
 LATENCY = 0.02
 
 os.environ.update(
@@ -40,7 +43,6 @@ os.environ.update(
     FYNO_API_KEY=API_KEY,
     FYNO_TASK_MODE="off",  # this process only writes rows; workers deliver
 )
-sys.path.insert(0, str(ROOT))
 
 
 def ensure_database() -> None:
@@ -51,18 +53,6 @@ def ensure_database() -> None:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if not exists:
             admin.execute(f'CREATE DATABASE "{name}"')
-
-
-def start_emulator() -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "django_fyno.emulator", "--port", "0"]
-    command += ["--wsid", WSID, "--api-key", API_KEY, "--latency", str(LATENCY)]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert server.stdout is not None
-    for line in server.stdout:
-        if line.startswith("FYNO_ENDPOINT="):
-            return server, line.split("=", 1)[1].strip()
-    server.kill()
-    raise RuntimeError("the emulator did not print its endpoint")
 
 
 def control(endpoint: str, method: str, path: str) -> Any:
@@ -163,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     call_command("migrate", verbosity=0)
 
-    server, endpoint = start_emulator()
+    server, endpoint = start_server_process("--latency", str(LATENCY))
     results: dict[tuple[str, int], tuple[int, float, int, int]] = {}
     try:
         for label, bulk_size, events in (

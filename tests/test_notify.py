@@ -23,17 +23,9 @@ from django_fyno.clients import get_client
 from django_fyno.exceptions import FynoTransientError, FynoValidationError
 from django_fyno.models import FynoOutbox
 from django_fyno.notifications import INSERT_BATCH_SIZE
-from tests.conftest import require_service
+from tests.conftest import make_user, require_service
 
 User = get_user_model()
-
-
-def make_user(name: str, *, save: bool = True, **extra: Any) -> Any:
-    """A user of whatever AUTH_USER_MODEL is (the suite also runs with a custom one)."""
-    user = User(**{User.USERNAME_FIELD: f"{name}@example.com"}, **extra)
-    if save:
-        user.save()
-    return user
 
 
 def fyno(**extra: Any) -> dict[str, Any]:

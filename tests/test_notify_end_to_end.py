@@ -5,8 +5,7 @@ back to the webhook served by a live Django server.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,18 +18,9 @@ from django.urls import reverse
 from django_fyno import notify
 from django_fyno.models import FynoDeliveryReport, FynoOutbox
 from django_fyno.testing import FynoEmulatorHandle
+from tests.conftest import wait_until
 
 SECRET = "e2e-webhook-secret"
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.fixture

@@ -3,8 +3,7 @@ Celery worker draining them into the emulator over HTTP."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,17 +14,8 @@ from django.test import override_settings
 from django_fyno import outbox
 from django_fyno.models import FynoOutbox
 from django_fyno.testing import FynoEmulatorHandle
+from tests.conftest import wait_until
 from tests.test_outbox_delivery import BASE_FYNO, make_events, sends_per_row
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.fixture

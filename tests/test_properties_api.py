@@ -11,16 +11,9 @@ from django_fyno import properties
 from django_fyno.exceptions import FynoValidationError
 from django_fyno.models import FynoOutbox
 from django_fyno.notifications import PropertyUpdates
+from tests.conftest import make_user
 
 User = get_user_model()
-
-
-def make_user(name: str, *, save: bool = True, **extra: Any) -> Any:
-    """A user of whatever AUTH_USER_MODEL is (the suite also runs with a custom one)."""
-    user = User(**{User.USERNAME_FIELD: f"{name}@example.com"}, **extra)
-    if save:
-        user.save()
-    return user
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ the emulator's state to show it.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,16 +17,7 @@ from django.test import override_settings
 
 from django_fyno.models import FynoProfile
 from django_fyno.testing import FynoEmulatorHandle
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+from tests.conftest import wait_until
 
 
 @pytest.fixture

@@ -11,16 +11,9 @@ from django.contrib.auth import get_user_model
 
 from django_fyno import notify, properties
 from django_fyno.testing import FynoOutboxView, assert_notified
+from tests.conftest import make_user
 
 User = get_user_model()
-
-
-def make_user(name: str, *, save: bool = True, **extra: Any) -> Any:
-    """A user of whatever AUTH_USER_MODEL is (the suite also runs with a custom one)."""
-    user = User(**{User.USERNAME_FIELD: f"{name}@example.com"}, **extra)
-    if save:
-        user.save()
-    return user
 
 
 @pytest.fixture(autouse=True)
