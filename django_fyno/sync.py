@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Case, DateTimeField, F, Value, When
 from django.utils import timezone
 
-from django_fyno.adapter import ProfilePayload, get_adapter
+from django_fyno.adapter import SYNCED_CHANNELS, ProfilePayload, get_adapter
 from django_fyno.client import FynoClient
 from django_fyno.client.exceptions import (
     FynoAlreadyExistsError,
@@ -57,9 +57,7 @@ logger = logging.getLogger(__name__)
 
 # Channels with one destination each. push/inapp hold tokens that Fyno's SDKs
 # register directly: we never send or delete those.
-SINGLE_DESTINATION_CHANNELS = frozenset(
-    {"email", "sms", "whatsapp", "voice", "slack", "teams", "discord"}
-)
+SINGLE_DESTINATION_CHANNELS = SYNCED_CHANNELS
 # Fyno's answer when the channel to delete is already gone: nothing left to do.
 _CHANNEL_ALREADY_GONE = "Unable to delete channel since the channel does not exist"
 _MAX_ERROR_LENGTH = 2000
