@@ -143,8 +143,7 @@ class SharedPause:
     """
 
     def __init__(self, workspace: str, clock: Clock) -> None:
-        digest = hashlib.sha256(workspace.encode()).hexdigest()[:16]
-        prefix = f"django_fyno:outbox:{digest}"
+        prefix = _cache_prefix(workspace)
         self.pause_key = f"{prefix}:pause"
         self.failures_key = f"{prefix}:failures"
         self.probe_key = f"{prefix}:probe"
@@ -219,11 +218,14 @@ def claim_wakeup(delay: float) -> bool:
     Keeps every task that found the outbox paused or backing off from
     scheduling its own wake-up (a cache key lives until the wake-up is due).
     """
-    workspace = _workspace_key(get_config())
-    digest = hashlib.sha256(workspace.encode()).hexdigest()[:16]
-    key = f"django_fyno:outbox:{digest}:wakeup"
+    key = f"{_cache_prefix(_workspace_key(get_config()))}:wakeup"
     cache = caches[fyno_settings.OUTBOX_CACHE]
     return bool(cache.add(key, 1, timeout=max(1, math.ceil(delay))))
+
+
+def _cache_prefix(workspace: str) -> str:
+    """Where one workspace's pause, circuit and wake-up keys live in the cache."""
+    return f"django_fyno:outbox:{hashlib.sha256(workspace.encode()).hexdigest()[:16]}"
 
 
 def _workspace_key(config: Any) -> str:
