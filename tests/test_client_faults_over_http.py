@@ -20,6 +20,7 @@ from django_fyno.client import (
     RetryPolicy,
 )
 from django_fyno.testing import FynoEmulatorHandle
+from tests.conftest import wait_until
 
 
 class Sleeps(list[float]):
@@ -56,9 +57,11 @@ def received_eventually(handle: FynoEmulatorHandle, operation: str, count: int) 
     A request is logged when the emulator answers it, which for a slow answer
     is after the client gave up waiting; bounded at 5 s.
     """
-    deadline = time.monotonic() + 5
-    while len(received(handle, operation)) < count and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(
+        lambda: len(received(handle, operation)) >= count,
+        f"{count} {operation} request(s)",
+        timeout=5,
+    )
     return received(handle, operation)
 
 
