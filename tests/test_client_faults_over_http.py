@@ -2,18 +2,23 @@
 
 Counts what the emulator received: an idempotent call is retried through
 5xx, dropped connections and read timeouts; an event is sent once and the
-ambiguous failure is handed to the caller.
+ambiguous failure is handed to the caller. Also: many threads sharing one
+client keep to its connection pool, each call with its own retry rules.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from django_fyno.client import (
     FynoClient,
+    FynoConfig,
     FynoServerError,
     FynoTimeoutError,
     FynoTransportError,
@@ -134,3 +139,90 @@ def test_read_timeout_on_an_event_is_raised_at_once(
     assert received_eventually(fyno_live_emulator, "send_event", 1) == [202]
     time.sleep(0.1)  # no retry is on its way either
     assert received(fyno_live_emulator, "send_event") == [202]
+
+
+def _in_threads(count: int, work: Callable[[int], object]) -> list[object]:
+    """Run ``work(i)`` on ``count`` threads that start together; re-raise any failure."""
+    start = threading.Barrier(count, timeout=10)
+
+    def run(index: int) -> object:
+        start.wait()
+        return work(index)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return [future.result(timeout=60) for future in [pool.submit(run, i) for i in range(count)]]
+
+
+@pytest.mark.parametrize(("pool_size", "discards"), [(32, False), (8, True)])
+def test_32_threads_share_a_pool_of_pool_size_connections(
+    fyno_live_emulator: FynoEmulatorHandle,
+    caplog: pytest.LogCaptureFixture,
+    pool_size: int,
+    discards: bool,
+) -> None:
+    # pool_size=8 is the control: it shows this test sees a pool that is too small.
+    threads, calls = 32, 4
+    assert fyno_live_emulator.live is not None
+    server = fyno_live_emulator.live.server
+    config = FynoConfig(
+        wsid=fyno_live_emulator.wsid,
+        api_key=fyno_live_emulator.api_key,
+        endpoint=fyno_live_emulator.endpoint,
+        pool_size=pool_size,
+        retry=RetryPolicy(max_attempts=1),
+    )
+    with FynoClient(config=config) as fyno:
+        fyno.create_profile("u1", channel={"email": "ada@example.com"})
+        # Slow answers keep all 32 threads inside a request at the same time.
+        fyno_live_emulator.emulator.set_fault("get_profile", latency=0.05)
+        caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")
+        opened_before = server.connections_accepted
+        _in_threads(threads, lambda _: [fyno.get_profile("u1") for _ in range(calls)])
+        opened = server.connections_accepted - opened_before
+
+    assert received(fyno_live_emulator, "get_profile") == [200] * (threads * calls)
+    full = [r for r in caplog.records if "Connection pool is full" in r.getMessage()]
+    if discards:
+        assert full, "a pool smaller than the thread count should discard connections"
+        assert opened > pool_size
+    else:
+        assert full == []
+        # Kept alive and reused: one connection per thread at most, not one per call.
+        assert 1 <= opened <= pool_size
+
+
+def test_concurrent_calls_each_keep_their_own_retry_rules(
+    fyno_live_emulator: FynoEmulatorHandle,
+) -> None:
+    # Every answer is a 503: a profile read is tried max_attempts times, an
+    # event once, however the threads interleave.
+    sleeps = Sleeps()
+    with FynoClient(
+        wsid=fyno_live_emulator.wsid,
+        api_key=fyno_live_emulator.api_key,
+        endpoint=fyno_live_emulator.endpoint,
+        retry=RetryPolicy(max_attempts=3, sleep=sleeps),
+        connect_timeout=5,
+    ) as fyno:
+        fyno.create_profile("u1", channel={"email": "ada@example.com"})
+        for operation in ("get_profile", "send_event"):
+            fyno_live_emulator.emulator.set_fault(
+                operation, error_rate=1.0, error_status=503, latency=0.02
+            )
+
+        def call(index: int) -> str:
+            try:
+                if index % 2:
+                    fyno.send_event("welcome", distinct_id="u1")
+                else:
+                    fyno.get_profile("u1")
+            except FynoServerError as error:
+                return str(error.status)
+            return "no error"
+
+        outcomes = _in_threads(16, call)
+
+    assert outcomes == ["503"] * 16
+    assert received(fyno_live_emulator, "get_profile") == [503] * (8 * 3)
+    assert received(fyno_live_emulator, "send_event") == [503] * 8
+    assert len(sleeps) == 8 * 2

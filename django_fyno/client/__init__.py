@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from .backoff import full_jitter
 from .client import FynoClient
 from .config import DEFAULT_ENDPOINT, FynoConfig, RetryPolicy
 from .exceptions import (
@@ -74,4 +75,5 @@ __all__ = [
     "RetryPolicy",
     "Suppression",
     "Topic",
+    "full_jitter",
 ]

@@ -11,12 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    MaxRetryError,
-    NewConnectionError,
-    ReadTimeoutError,
-)
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 
 from .. import __version__
 from . import validation as check
@@ -32,12 +27,13 @@ from .exceptions import (
 )
 from .operations import OPERATIONS
 from .transport import (
-    RETRY_ATTRIBUTE,
-    BearerAuth,
-    FynoAdapter,
-    FynoRetry,
-    build_retry,
+    IDEMPOTENT,
+    NOT_IDEMPOTENT,
+    build_session,
     parse_retry_after,
+    proxies_for,
+    send_with_retries,
+    underlying_error,
 )
 from .types import (
     Acknowledgement,
@@ -61,9 +57,7 @@ WRONG_OTP_MESSAGE = "user entered the wrong OTP"
 
 def _transport_error(exc: requests.RequestException, method: str, path: str) -> FynoTransportError:
     """Map a requests failure to ours, saying whether Fyno may have seen the request."""
-    cause: object = exc.args[0] if exc.args else None
-    if isinstance(cause, MaxRetryError):
-        cause = cause.reason
+    cause = underlying_error(exc)
     where = {"method": method, "path": path}
     if isinstance(cause, NewConnectionError):  # refused, DNS failure: nothing was sent
         return FynoConnectionError(
@@ -127,14 +121,15 @@ class FynoClient:
         elif wsid is not None or api_key is not None:
             raise FynoConfigurationError("pass either config or wsid/api_key, not both")
         self.config = config
-        self._idempotent_retry = build_retry(config.retry, idempotent=True)
-        self._once_retry = build_retry(config.retry, idempotent=False)
-        self._session = requests.Session()
-        self._session.auth = BearerAuth(config.api_key)
-        self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
-        adapter = FynoAdapter(pool_maxsize=config.pool_size)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
+        self._session = build_session(
+            config.api_key,
+            pool_size=config.pool_size,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        )
+        # The proxies for the one host this client talks to, worked out once from the
+        # environment (HTTPS_PROXY, NO_PROXY...): requests would otherwise re-read the
+        # environment on every request, about a third of a request's CPU.
+        self._proxies = proxies_for(self._session, config.endpoint)
 
     def __repr__(self) -> str:
         return (
@@ -176,19 +171,22 @@ class FynoClient:
                 spec.method, self.config.endpoint + path, params=params or None, json=body
             )
         )
-        template = self._idempotent_retry if spec.idempotent else self._once_retry
-        retry: FynoRetry = template.start(f"{spec.method} {spec.template}")
-        setattr(prepared, RETRY_ATTRIBUTE, retry)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "Fyno %s %s request body: %s", spec.method, spec.template, json.dumps(body)
             )
         started = time.perf_counter()
         try:
-            response = self._session.send(
-                prepared,
-                timeout=(self.config.connect_timeout, self.config.read_timeout),
-                allow_redirects=False,
+            response = send_with_retries(
+                lambda: self._session.send(
+                    prepared,
+                    proxies=self._proxies,
+                    timeout=(self.config.connect_timeout, self.config.read_timeout),
+                    allow_redirects=False,
+                ),
+                rules=IDEMPOTENT if spec.idempotent else NOT_IDEMPOTENT,
+                policy=self.config.retry,
+                label=f"{spec.method} {spec.template}",
             )
         except requests.RequestException as exc:
             error = _transport_error(exc, spec.method, spec.template)

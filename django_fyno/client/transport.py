@@ -1,8 +1,10 @@
-"""HTTP plumbing: urllib3 ``Retry`` with full jitter and a deadline, and the adapter
-that gives each request its own retry rules over one connection pool.
+"""HTTP plumbing: the session (one connection pool), the retry loop, ``Retry-After``.
 
-urllib3 runs the retry loop (counters, ``status_forcelist``, ``Retry-After``);
-this module only changes how long to wait and when to give up.
+urllib3 never retries here: the adapter's ``max_retries`` is fixed at "no
+retries" (requests' own default). Each call goes through
+:func:`send_with_retries`, which asks the call's :class:`RetryRules` whether a
+failure is worth another attempt, waits with :func:`~.backoff.full_jitter` (or
+``Retry-After``), and stops at ``RetryPolicy.max_attempts`` or the deadline.
 """
 
 from __future__ import annotations
@@ -10,39 +12,64 @@ from __future__ import annotations
 import email.utils
 import logging
 import re
-import threading
-from collections.abc import Collection, Mapping
-from types import TracebackType
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
-from urllib3.connectionpool import ConnectionPool
-from urllib3.exceptions import MaxRetryError, ResponseError
-from urllib3.response import BaseHTTPResponse
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ProxyError
 from urllib3.util.retry import Retry
 
+from .backoff import full_jitter
 from .config import RetryPolicy
 
 __all__ = [
-    "RETRY_ATTRIBUTE",
+    "IDEMPOTENT",
+    "NOT_IDEMPOTENT",
+    "RETRY_AFTER_MAX",
     "BearerAuth",
-    "FynoAdapter",
-    "FynoRetry",
-    "build_retry",
+    "RetryRules",
+    "build_session",
+    "never_sent",
     "parse_retry_after",
+    "proxies_for",
+    "send_with_retries",
+    "underlying_error",
 ]
 
 logger = logging.getLogger("django_fyno.client")
 
-# The client sets this attribute on each PreparedRequest to the Retry it needs.
-RETRY_ATTRIBUTE = "fyno_retry"
-# Statuses retried for idempotent calls; non-idempotent calls retry only 429,
-# the one answer that says the request was refused, not processed.
-IDEMPOTENT_RETRY_STATUSES = frozenset({429} | set(range(500, 600)))
-NON_IDEMPOTENT_RETRY_STATUSES = frozenset({429})
+# A longer Retry-After is taken as this (urllib3's own cap); the deadline
+# usually refuses such a wait anyway.
+RETRY_AFTER_MAX = 6 * 60 * 60.0
 _SECONDS = re.compile(r"^\s*\d+(\.\d+)?\s*$")
+# Failures without an answer that a retry may cure. Others (an invalid URL, a
+# body that does not decode) would fail the same way again.
+_RETRYABLE_ERRORS = (
+    requests.ConnectionError,  # refused, reset, dropped, TLS, proxy
+    requests.Timeout,  # connect and read timeouts
+    requests.exceptions.ChunkedEncodingError,  # the answer was cut off
+)
+
+
+@dataclass(frozen=True)
+class RetryRules:
+    """Which failures one class of operations retries."""
+
+    # Answers worth another attempt.
+    statuses: frozenset[int]
+    # Retry errors after which Fyno may have received (and acted on) the request:
+    # read timeouts, dropped or reset connections. Errors that prove nothing was
+    # sent (connection refused, DNS failure, connect timeout) are always retried.
+    ambiguous_errors: bool
+
+
+# Safe to send twice: 429, every 5xx and every connection or read error.
+IDEMPOTENT = RetryRules(statuses=frozenset({429} | set(range(500, 600))), ambiguous_errors=True)
+# Not safe to send twice: only 429 (refused, not processed) and errors that
+# happened before anything was sent.
+NOT_IDEMPOTENT = RetryRules(statuses=frozenset({429}), ambiguous_errors=False)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -61,164 +88,120 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-class FynoRetry(Retry):
-    """urllib3 ``Retry`` with full-jitter backoff, injectable sleep and clocks, a deadline.
+def underlying_error(exc: requests.RequestException) -> BaseException | None:
+    """The urllib3 error under a requests one (``NewConnectionError``, …), if any."""
+    cause: object = exc.args[0] if exc.args else None
+    if isinstance(cause, MaxRetryError):
+        cause = cause.reason
+    if isinstance(cause, ProxyError):  # the proxy could not be reached: says why
+        cause = cause.original_error
+    return cause if isinstance(cause, BaseException) else None
 
-    The wait happens in :meth:`increment`, not :meth:`sleep`: only there can a
-    wait that would overrun the deadline veto the retry (by raising
-    ``MaxRetryError``, which urllib3 turns into "return the last answer" or
-    "raise the last error"). The ``responses`` mock also calls only
-    ``increment``, so tests see the same waits as production.
+
+def never_sent(exc: requests.RequestException) -> bool:
+    """True when the request provably never left: refused, DNS failure, connect timeout.
+
+    urllib3's ``NewConnectionError`` (refused, unreachable, unresolvable) is a
+    ``ConnectTimeoutError``, so one test covers both.
     """
-
-    def __init__(
-        self,
-        *args: Any,
-        policy: RetryPolicy | None = None,
-        started_at: float | None = None,
-        label: str = "",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.policy = policy or RetryPolicy()
-        self.started_at = started_at
-        self.label = label
-
-    def new(self, **kw: Any) -> FynoRetry:
-        kw.setdefault("policy", self.policy)
-        kw.setdefault("started_at", self.started_at)
-        kw.setdefault("label", self.label)
-        return super().new(**kw)
-
-    def start(self, label: str) -> FynoRetry:
-        """A fresh copy for one call: its deadline counts from now."""
-        return self.new(started_at=self.policy.clock(), label=label)
-
-    def get_backoff_time(self) -> float:
-        """Full jitter: uniform in [0, min(max, base * 2**(failures - 1))]."""
-        failures = len(self.history)
-        if failures == 0:
-            return 0.0
-        ceiling = min(self.policy.backoff_max, self.policy.backoff_base * 2.0 ** (failures - 1))
-        return self.policy.random() * ceiling
-
-    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
-        seconds = parse_retry_after(response.headers.get("Retry-After"), self.policy.wall_clock())
-        return None if seconds is None else min(seconds, float(self.retry_after_max))
-
-    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
-        # Only the listed statuses: urllib3 would also retry a 503 that carries
-        # Retry-After, which for a non-idempotent call may repeat its effect.
-        return self._is_method_retryable(method) and status_code in self.status_forcelist
-
-    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
-        """No-op: the wait already happened in :meth:`increment`."""
-
-    def increment(
-        self,
-        method: str | None = None,
-        url: str | None = None,
-        response: BaseHTTPResponse | None = None,
-        error: Exception | None = None,
-        _pool: ConnectionPool | None = None,
-        _stacktrace: TracebackType | None = None,
-    ) -> FynoRetry:
-        following = super().increment(method, url, response, error, _pool, _stacktrace)
-        retry_after = self.get_retry_after(response) if response is not None else None
-        wait = following.get_backoff_time()
-        if retry_after is not None and self.respect_retry_after_header:
-            wait = max(wait, retry_after)
-        cause = f"status {response.status}" if response is not None else type(error).__name__
-        attempt = len(following.history)
-        if self._past_deadline(wait):
-            logger.warning(
-                "Fyno %s: not retrying after %s (attempt %d): the deadline of %.1fs would pass",
-                self.label,
-                cause,
-                attempt,
-                self.policy.deadline,
-            )
-            reason = error or ResponseError(f"deadline reached after {cause}")
-            raise MaxRetryError(_pool, url or "", reason)  # type: ignore[arg-type]
-        logger.warning(
-            "Fyno %s: %s on attempt %d, retrying in %.2fs",
-            self.label,
-            cause,
-            attempt,
-            wait,
-        )
-        if wait > 0:
-            self.policy.sleep(wait)
-        return following
-
-    def _past_deadline(self, wait: float) -> bool:
-        if self.started_at is None:
-            return False
-        return self.policy.clock() + wait - self.started_at > self.policy.deadline
-
-
-def build_retry(policy: RetryPolicy, *, idempotent: bool) -> FynoRetry:
-    """The Retry template for idempotent or non-idempotent operations."""
-    retries = policy.max_attempts - 1
-    statuses: Collection[int]
-    if idempotent:
-        statuses = IDEMPOTENT_RETRY_STATUSES
-        counters: dict[str, Any] = {}
-    else:
-        statuses = NON_IDEMPOTENT_RETRY_STATUSES
-        # A read error (timeout, dropped connection) comes after the request
-        # was sent; other errors (TLS, proxy) are not provably harmless either.
-        # Connect errors (refused, connect timeout) are retried: nothing was sent.
-        counters = {"read": False, "other": 0}
-    return FynoRetry(
-        total=retries,
-        redirect=0,
-        raise_on_redirect=False,
-        status_forcelist=statuses,
-        allowed_methods=None,  # POST is idempotent for some Fyno operations
-        raise_on_status=False,  # hand the last answer back, so it maps to our errors
-        policy=policy,
-        **counters,
+    return isinstance(exc, requests.ConnectTimeout) or isinstance(
+        underlying_error(exc), ConnectTimeoutError
     )
 
 
-class FynoAdapter(HTTPAdapter):
-    """One pool for all calls; each request brings its own Retry.
+def send_with_retries(
+    send: Callable[[], requests.Response],
+    *,
+    rules: RetryRules,
+    policy: RetryPolicy,
+    label: str,
+) -> requests.Response:
+    """Call ``send`` until it gives an answer not worth retrying, or retrying must stop.
 
-    ``HTTPAdapter.send`` reads ``self.max_retries``; it is a property that
-    answers the Retry of the request being sent by this thread.
+    Returns the last answer (which may be an error status: the caller maps it)
+    or raises the last ``requests.RequestException``. At most
+    ``policy.max_attempts`` calls of ``send``; no wait that would end more than
+    ``policy.deadline`` seconds after the first attempt started.
     """
-
-    def __init__(self, *, pool_maxsize: int) -> None:
-        self._sending = threading.local()
-        self._fallback_retry: Retry = Retry(0, read=False)
-        super().__init__(pool_connections=1, pool_maxsize=pool_maxsize)
-
-    @property
-    def max_retries(self) -> Retry:
-        chosen = getattr(self._sending, "retry", None)
-        return chosen if isinstance(chosen, Retry) else self._fallback_retry
-
-    @max_retries.setter
-    def max_retries(self, value: Retry) -> None:
-        self._fallback_retry = value
-
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
-        verify: bool | str = True,
-        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
-        proxies: Mapping[str, str] | None = None,
-    ) -> requests.Response:
-        self._sending.retry = getattr(request, RETRY_ATTRIBUTE, None)
+    started = policy.clock()
+    failures = 0
+    while True:
         try:
-            return super().send(
-                request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
-            )
-        finally:
-            self._sending.retry = None
+            response = send()
+        except _RETRYABLE_ERRORS as exc:
+            if not (rules.ambiguous_errors or never_sent(exc)):
+                raise
+            failures += 1
+            cause = type(underlying_error(exc) or exc).__name__
+            if not _wait_before_retry(policy, started, failures, cause, None, label):
+                raise
+            continue
+        if response.status_code not in rules.statuses:
+            return response
+        failures += 1
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), policy.wall_clock())
+        cause = f"status {response.status_code}"
+        if not _wait_before_retry(policy, started, failures, cause, retry_after, label):
+            return response
+        response.close()
+
+
+def _wait_before_retry(
+    policy: RetryPolicy,
+    started: float,
+    failures: int,
+    cause: str,
+    retry_after: float | None,
+    label: str,
+) -> bool:
+    """Wait before the next attempt and say True, or say False: no attempt is left."""
+    if failures >= policy.max_attempts:
+        return False
+    wait = full_jitter(failures, policy.backoff_base, policy.backoff_max, policy.random)
+    if retry_after is not None:
+        wait = max(wait, min(retry_after, RETRY_AFTER_MAX))
+    if policy.clock() + wait - started > policy.deadline:
+        logger.warning(
+            "Fyno %s: not retrying after %s (attempt %d): the deadline of %.1fs would pass",
+            label,
+            cause,
+            failures,
+            policy.deadline,
+        )
+        return False
+    logger.warning("Fyno %s: %s on attempt %d, retrying in %.2fs", label, cause, failures, wait)
+    if wait > 0:
+        policy.sleep(wait)
+    return True
+
+
+def build_session(api_key: str, *, pool_size: int, headers: dict[str, str]) -> requests.Session:
+    """A session with one adapter for http and https, keeping ``pool_size`` connections.
+
+    The adapter never retries (``Retry(0, read=False)``, requests' default):
+    :func:`send_with_retries` does. Every call, idempotent or not, shares its pool.
+    """
+    session = requests.Session()
+    session.auth = BearerAuth(api_key)
+    session.headers.update(headers)
+    # pool_connections: pools cached per host; the client talks to one host.
+    adapter = HTTPAdapter(
+        pool_connections=1, pool_maxsize=pool_size, max_retries=Retry(0, read=False)
+    )
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def proxies_for(session: requests.Session, url: str) -> dict[str, str]:
+    """The proxies ``session`` would use for ``url`` (from its settings and the environment).
+
+    Resolved once per client: the environment is read when the client is built,
+    not on every request.
+    """
+    return requests.utils.resolve_proxies(
+        requests.Request("GET", url), dict(session.proxies), session.trust_env
+    )
 
 
 class BearerAuth(AuthBase):
