@@ -15,7 +15,10 @@ Fixtures
     ``.endpoint``, ``.url`` (root; the control API is ``{url}/_emulator/``),
     ``.wsid``, ``.api_key``, ``.headers`` (the ``Authorization`` header),
     ``.env`` (``FYNO_ENDPOINT``/``FYNO_WSID``/``FYNO_API_KEY``), ``.requests``
-    (the request log), ``.reset()``.
+    (the request log), ``.faults``/``.set_fault()``/``.clear_faults()``,
+    ``.state()``, ``.reset()``; all of the default workspace, except
+    ``reset()``, which resets every workspace. ``.workspace("FY2")`` is a
+    :class:`FynoWorkspaceHandle` with the same attributes for one workspace.
 
 ``fyno_live_emulator``
     The same handle over real HTTP: an emulator served on 127.0.0.1 at an
@@ -26,23 +29,30 @@ Fixtures
     :class:`~django_fyno.emulator.live.LiveEmulator`.
 
 ``fyno_emulator_options``
-    Session-scoped dict of keyword arguments for the emulators above
-    (``wsid``, ``api_key``, ``events``, ``strict_replies``). Override it in
-    your ``conftest.py`` to change them::
+    Session-scoped dict of keyword arguments for the emulators above (any
+    ``Emulator`` option: ``wsid``, ``api_key``, or ``workspaces`` for
+    several; ``events``, ``strict_replies``, ``faults``, ``seed``...).
+    Override it in your ``conftest.py`` to change them::
 
         @pytest.fixture(scope="session")
         def fyno_emulator_options():
             return {"wsid": "FYMYAPP", "api_key": "k", "events": ["welcome"]}
 
+        # or two tenants, each with its own state, faults and request log:
+        @pytest.fixture(scope="session")
+        def fyno_emulator_options():
+            return {"workspaces": {"FYONE": "key-1", "FYTWO": "key-2"}}
+
 The contract check
 ------------------
 
 When a test using either emulator fixture has run, every request in the
-emulator's log is checked against the vendored Fyno contract (request path,
-query and body; the emulator's reply) and the test **fails**, listing the
-violations, if any request breaks it. A request the emulator refused because
-it broke the contract counts too: a client change that breaks the contract
-fails the suite. Tests that send invalid requests on purpose are marked::
+request logs of all the emulator's workspaces is checked against the
+vendored Fyno contract (request path, query and body; the emulator's reply)
+and the test **fails**, listing the violations, if any request breaks it. A
+request the emulator refused because it broke the contract counts too: a
+client change that breaks the contract fails the suite. Tests that send
+invalid requests on purpose are marked::
 
     @pytest.mark.fyno_contract_violations_expected
     def test_invalid_payload_is_refused(fyno_emulator): ...
@@ -76,27 +86,36 @@ import pytest
 if TYPE_CHECKING:
     from django.db.models import QuerySet
 
-    from django_fyno.emulator.app import Emulator, LoggedRequest
+    from django_fyno.emulator.app import Emulator, LoggedRequest, Workspace
+    from django_fyno.emulator.faults import Fault
     from django_fyno.emulator.live import LiveEmulator
     from django_fyno.models import FynoOutbox
 
-__all__ = ["FynoEmulatorHandle", "FynoOutboxView", "assert_notified", "contract_violations"]
+__all__ = [
+    "FynoEmulatorHandle",
+    "FynoOutboxView",
+    "FynoWorkspaceHandle",
+    "assert_notified",
+    "contract_violations",
+]
 
 MARKER = "fyno_contract_violations_expected"
 _HANDLES = pytest.StashKey[list["FynoEmulatorHandle"]]()
 
 
 @dataclass
-class FynoEmulatorHandle:
-    """What the emulator fixtures yield."""
+class FynoWorkspaceHandle:
+    """One workspace of the emulator, as a test sees it.
 
-    emulator: Emulator
+    ``emulator`` is the :class:`~django_fyno.emulator.workspace.Workspace`:
+    it has the Python control methods of ``Emulator`` (``events_log``,
+    ``set_otp``, ``profiles``...), acting on this workspace only.
+    """
+
+    emulator: Emulator | Workspace
     endpoint: str
     url: str
     api_key: str
-    live: LiveEmulator | None = None
-    # How many log entries the contract check has seen (the rest are checked later).
-    _checked: int = field(default=0, repr=False)
 
     @property
     def wsid(self) -> str:
@@ -104,32 +123,91 @@ class FynoEmulatorHandle:
 
     @property
     def requests(self) -> list[LoggedRequest]:
-        """The emulator's request log (the API key is never in it)."""
+        """The workspace's request log (the API key is never in it)."""
         return self.emulator.request_log
 
     @property
     def headers(self) -> dict[str, str]:
-        """The ``Authorization`` header the emulator accepts."""
+        """The ``Authorization`` header the workspace accepts."""
         return {"Authorization": f"Bearer {self.api_key}"}
 
     @property
     def env(self) -> dict[str, str]:
-        """The settings Fyno's SDKs read, pointing at this emulator."""
+        """The settings Fyno's SDKs read, pointing at this workspace."""
         return {
             "FYNO_ENDPOINT": self.endpoint,
             "FYNO_WSID": self.wsid,
             "FYNO_API_KEY": self.api_key,
         }
 
+    @property
+    def faults(self) -> dict[str, dict[str, Any]]:
+        """The faults in force: ``{"*" or operation: knobs}``."""
+        faults: dict[str, dict[str, Any]] = self.emulator.faults_config()["faults"]
+        return faults
+
+    def set_fault(self, operation: str | None = None, **knobs: Any) -> Fault:
+        """Put a fault in force for ``operation`` (None: every request), e.g.
+        ``set_fault("send_event", fail_next=2, fail_next_status=503)``."""
+        return self.emulator.set_fault(operation, **knobs)
+
+    def clear_faults(self, operation: str | None = None) -> None:
+        """Remove one operation's fault, or all of them."""
+        self.emulator.clear_faults(operation)
+
+    def state(self) -> dict[str, Any]:
+        """Profiles, events, preferences and suppressions, JSON-ready."""
+        return self.emulator.state()
+
     def reset(self) -> None:
-        """Forget all state, faults and the request log."""
+        """Forget this workspace's state, faults and request log."""
         self.emulator.reset()
-        self._checked = 0
+
+
+@dataclass
+class FynoEmulatorHandle(FynoWorkspaceHandle):
+    """What the emulator fixtures yield: the default workspace, and the others.
+
+    Its attributes are those of the default (first) workspace, except
+    :meth:`reset`, which resets every workspace; :meth:`workspace` gives
+    another one.
+    """
+
+    emulator: Emulator
+    live: LiveEmulator | None = None
+    # The last request the contract check has seen, per workspace: the ones
+    # after it are checked next time (all of them once the log was reset).
+    _checked: dict[str, LoggedRequest] = field(default_factory=dict, repr=False)
+
+    def workspace(self, wsid: str | None = None) -> FynoWorkspaceHandle:
+        """The workspace ``wsid`` (None: the default one); LookupError if not served."""
+        space = self.emulator.workspace(wsid)
+        return FynoWorkspaceHandle(space, self.endpoint, self.url, space.api_key)
+
+    @property
+    def workspaces(self) -> list[FynoWorkspaceHandle]:
+        """Every workspace, the default one first."""
+        return [self.workspace(wsid) for wsid in self.emulator.workspaces]
+
+    def reset(self) -> None:
+        """Forget all state, faults and request logs, of every workspace."""
+        self.emulator.reset()
 
     def _unchecked_violations(self) -> list[str]:
-        log = list(self.emulator.request_log)
-        start, self._checked = self._checked, len(log)
-        return contract_violations(log[start:])
+        fresh: list[LoggedRequest] = []
+        for wsid, space in self.emulator.workspaces.items():
+            log = list(space.request_log)
+            last = self._checked.pop(wsid, None)
+            start = 0
+            if last is not None:
+                # Usually the last checked entry is near the end: look from there.
+                start = next(
+                    (index + 1 for index in range(len(log) - 1, -1, -1) if log[index] is last), 0
+                )
+            if log:
+                self._checked[wsid] = log[-1]
+            fresh += log[start:]
+        return contract_violations(fresh)
 
 
 def contract_violations(entries: list[LoggedRequest]) -> list[str]:
@@ -228,21 +306,19 @@ def fyno_emulator(
     from django_fyno.emulator.app import Emulator
     from django_fyno.emulator.responses_adapter import DEFAULT_ENDPOINT, EmulatorMock
 
-    options = dict(fyno_emulator_options)
-    api_key = options.setdefault("api_key", "test-api-key")
-    emulator = Emulator(**options)
+    emulator = Emulator(**fyno_emulator_options)
     with EmulatorMock(emulator, DEFAULT_ENDPOINT) as mocked:
-        handle = FynoEmulatorHandle(emulator, mocked.endpoint, mocked.url, api_key)
+        handle = FynoEmulatorHandle(emulator, mocked.endpoint, mocked.url, emulator.api_key)
         yield from _track(request, handle)
 
 
 @pytest.fixture(scope="session")
 def _fyno_live_server(fyno_emulator_options: dict[str, Any]) -> Iterator[LiveEmulator]:
     _import_emulator()
+    from django_fyno.emulator.app import Emulator
     from django_fyno.emulator.live import LiveEmulator
 
-    options = dict(fyno_emulator_options)
-    with LiveEmulator(**options) as live:
+    with LiveEmulator(Emulator(**fyno_emulator_options)) as live:
         yield live
 
 

@@ -6,73 +6,58 @@ Interface other parts rely on (keep it stable):
   WSGI callable serving the Fyno API under any mount point (the path it sees
   starts with ``/{WSID}/...``; a leading ``/v1`` is tolerated), plus the
   control API under ``/_emulator/``.
-- ``emulator.reset()`` forgets all state, faults and the request log.
-- ``emulator.request_log`` is a list of :class:`LoggedRequest`.
+- ``Emulator(workspaces={"FY1": "key-1", "FY2": "key-2"})`` serves several
+  workspaces; the first is the default one. ``emulator.workspace("FY2")`` is
+  a :class:`~.workspace.Workspace` with the same Python control API, acting
+  on that workspace only.
+- ``emulator.reset()`` forgets all state, faults and request logs (of every
+  workspace).
+- ``emulator.request_log`` is a list of :class:`LoggedRequest` (the default
+  workspace's); the Python control methods (``set_fault``, ``state``...) act on
+  the default workspace.
 - Raising :class:`DropConnection` from the app asks the server (or the
   ``responses`` adapter) to drop the connection without an answer.
 
-Each request is routed to a contract operation, authenticated, validated
-against the contract, handled (:mod:`.handlers`) under one lock, and its
-reply checked against the contract when ``strict_replies`` is on.
+Each request is routed to a workspace by the WSID its path starts with (an
+unknown WSID goes to the default workspace, which refuses it with a 401), to
+a contract operation, authenticated with that workspace's key, validated
+against the contract, handled (:mod:`.handlers`) under the workspace's lock,
+and its reply checked against the contract when ``strict_replies`` is on.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-import secrets
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
-import requests
-
 from . import control
 from .contract import Operation, find_operation, validate_reply, validate_request
-from .faults import Decision, Fault, Faults
+from .faults import Decision, Fault
 from .handlers import HANDLERS, PROPERTY_KEYS, Ctx, precheck
-from .state import Store, iso
+from .workspace import LoggedRequest, Workspace, WorkspaceControls, derived_seed
 
-__all__ = ["DropConnection", "Emulator", "LoggedRequest"]
+__all__ = ["DropConnection", "Emulator", "LoggedRequest", "UnknownWorkspace", "Workspace"]
 
 JSON_HEADERS = [("Content-Type", "application/json")]
 _SECRET_HEADERS = frozenset({"HTTP_AUTHORIZATION", "HTTP_COOKIE", "HTTP_PROXY_AUTHORIZATION"})
+# What every workspace is built with unless add_workspace() says otherwise.
+_WORKSPACE_OPTIONS = frozenset(
+    {"events", "faults", "seed", "preferences", "request_log_limit", "webhook_timeout"}
+)
 
 
 class DropConnection(Exception):
     """Close the connection without writing a response (fault injection)."""
 
 
-@dataclass
-class LoggedRequest:
-    method: str
-    path: str  # as received, e.g. "/FY1/live/profiles/U1"
-    query: dict[str, str]
-    body: Any  # parsed JSON, or None
-    status: int  # 0 when the connection was dropped
-    reply: Any  # parsed JSON reply, or None (dropped connection)
-    operation: str | None  # a key of contract.OPERATIONS, None for unknown routes
-    time: float  # time.time() when received
-    duration: float = 0.0
-    headers: dict[str, str] = field(default_factory=dict)  # never holds Authorization
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "path": self.path,
-            "query": dict(self.query),
-            "body": self.body,
-            "status": self.status,
-            "reply": self.reply,
-            "operation": self.operation,
-            "time": self.time,
-            "duration": self.duration,
-            "headers": dict(self.headers),
-        }
+class UnknownWorkspace(LookupError):
+    """No workspace of the emulator has this WSID."""
 
 
 def _error(message: str) -> dict[str, str]:
@@ -124,14 +109,28 @@ def _request_message(op: Operation, problems: list[str]) -> str:
     return "Invalid request: " + "; ".join(problems)
 
 
-class Emulator:
-    """A Fyno workspace in memory, served as a WSGI application."""
+class Emulator(WorkspaceControls):
+    """Fyno workspaces in memory, served as a WSGI application.
+
+    ``Emulator(wsid, api_key)`` serves one workspace (by default ``FYTEST``
+    with the key ``test-api-key``); ``Emulator(workspaces={wsid: api_key,
+    ...})`` serves several, the first being the default one. A value of
+    ``workspaces`` may also be a dict of that workspace's own options:
+    ``{"api_key": ..., "events": [...], "faults": {...}, "preferences": {...}}``.
+    The other keyword arguments (``events``, ``faults``, ``seed``,
+    ``preferences``, ``request_log_limit``, ``webhook_timeout``) apply to every
+    workspace that does not say otherwise.
+
+    The Python control methods (``set_fault``, ``state``, ``request_log``...)
+    act on the default workspace; :meth:`workspace` gives another one.
+    """
 
     def __init__(
         self,
-        wsid: str = "FYTEST",
-        api_key: str = "test-api-key",
+        wsid: str | None = None,
+        api_key: str | None = None,
         *,
+        workspaces: Mapping[str, str | Mapping[str, Any]] | None = None,
         events: Iterable[str] | None = None,
         strict_replies: bool = True,
         faults: Mapping[str, Fault | Mapping[str, Any]] | None = None,
@@ -140,55 +139,152 @@ class Emulator:
         request_log_limit: int | None = 10_000,
         webhook_timeout: float = 5.0,
     ) -> None:
-        self.wsid = wsid
-        # The key this emulator accepts (handed to clients; kept out of repr).
-        self.api_key = api_key
-        self._bearer = f"Bearer {api_key}".encode()
         self.strict_replies = strict_replies
-        self.request_log: list[LoggedRequest] = []
-        self.request_log_limit = request_log_limit
-        self.webhook_timeout = webhook_timeout
-        self._lock = threading.RLock()
-        self._seed = seed
-        # Configuration that reset() restores (state is what it forgets).
-        self._initial_events = set(events) if events is not None else None
-        self._initial_preferences = preferences
-        self._store = self._new_store()
-        self._faults = Faults(faults, seed=seed)
-        # A snapshot of plain knobs: Fault objects count down (fail_next) as they act.
-        self._initial_faults = {
-            key: Fault.from_mapping(knobs)
-            for key, knobs in self._faults.as_dict()["faults"].items()
+        self._defaults: dict[str, Any] = {
+            "events": events,
+            "faults": faults,
+            "seed": seed,
+            "preferences": preferences,
+            "request_log_limit": request_log_limit,
+            "webhook_timeout": webhook_timeout,
         }
+        # Replaced, never changed in place: requests read it without a lock.
+        self._workspaces: dict[str, Workspace] = {}
+        self._registry_lock = threading.Lock()
+        if workspaces is None:
+            self.add_workspace(
+                "FYTEST" if wsid is None else wsid,
+                "test-api-key" if api_key is None else api_key,
+            )
+            return
+        if wsid is not None or api_key is not None:
+            raise TypeError("pass either wsid and api_key, or workspaces, not both")
+        if not isinstance(workspaces, Mapping) or not workspaces:
+            raise ValueError("workspaces must map at least one WSID to its API key")
+        for name, spec in workspaces.items():
+            if isinstance(spec, str):
+                self.add_workspace(name, spec)
+            elif isinstance(spec, Mapping):
+                options = dict(spec)
+                key = options.pop("api_key", None)
+                if not isinstance(key, str):
+                    raise ValueError(f"workspace {name!r} needs an api_key")
+                self.add_workspace(name, key, **options)
+            else:
+                raise TypeError(
+                    f"workspace {name!r}: give its API key, or a dict with api_key and options"
+                )
 
     def __repr__(self) -> str:
-        return f"Emulator(wsid={self.wsid!r})"
+        names = list(self._workspaces)
+        if len(names) == 1:
+            return f"Emulator(wsid={names[0]!r})"
+        return f"Emulator(workspaces={names!r})"
 
-    def _new_store(self) -> Store:
-        store = Store(seed=self._seed)
-        store.allowed_events = (
-            set(self._initial_events) if self._initial_events is not None else None
-        )
-        if self._initial_preferences is not None:
-            store.configure_preferences(self._initial_preferences)
-        return store
+    # --- workspaces -------------------------------------------------------
+
+    def add_workspace(self, wsid: str, api_key: str, **options: Any) -> Workspace:
+        """Serve one more workspace; returns it.
+
+        ``options`` (``events``, ``faults``, ``seed``, ``preferences``,
+        ``request_log_limit``, ``webhook_timeout``) default to the emulator's.
+        ValueError for an invalid or already served WSID, or a bad key.
+        """
+        unknown = sorted(set(options) - _WORKSPACE_OPTIONS)
+        if unknown:
+            raise TypeError(f"unknown workspace option(s) {unknown}")
+        settings = {**self._defaults, **options}
+        with self._registry_lock:
+            if wsid in self._workspaces:
+                raise ValueError(f"workspace {wsid!r} is already served")
+            seed = settings["seed"]
+            # The first workspace keeps the seed as given, so a one-workspace
+            # emulator hands out the ids it always did; the others derive theirs.
+            store_seed = seed if not self._workspaces else derived_seed(seed, wsid)
+            space = Workspace(wsid, api_key, store_seed=store_seed, **settings)
+            self._workspaces = {**self._workspaces, space.wsid: space}
+        return space
+
+    def workspace(self, wsid: str | None = None) -> Workspace:
+        """The workspace ``wsid`` (None: the default one); UnknownWorkspace if none."""
+        spaces = self._workspaces
+        if wsid is None:
+            return next(iter(spaces.values()))
+        try:
+            return spaces[wsid]
+        except (KeyError, TypeError):
+            raise UnknownWorkspace(
+                f"unknown workspace {wsid!r}; this emulator serves {', '.join(spaces)}"
+            ) from None
+
+    @property
+    def workspaces(self) -> dict[str, Workspace]:
+        """Every workspace by WSID, the default one first."""
+        return dict(self._workspaces)
+
+    @property
+    def default_workspace(self) -> Workspace:
+        """The first workspace: the one the Python and control APIs address by default."""
+        return self.workspace()
+
+    def _space(self) -> Workspace:
+        return self.workspace()
+
+    @property
+    def wsid(self) -> str:
+        """The default workspace's WSID."""
+        return self.workspace().wsid
+
+    @property
+    def api_key(self) -> str:
+        """The default workspace's key (handed to clients; kept out of repr)."""
+        return self.workspace().api_key
+
+    @property
+    def request_log(self) -> list[LoggedRequest]:
+        """The default workspace's request log (``workspace(wsid).request_log`` for another)."""
+        return self.workspace().request_log
+
+    @property
+    def request_log_limit(self) -> int | None:
+        return self.workspace().request_log_limit
+
+    @request_log_limit.setter
+    def request_log_limit(self, limit: int | None) -> None:
+        """Applies to every workspace."""
+        self._defaults["request_log_limit"] = limit
+        for space in self._workspaces.values():
+            space.request_log_limit = limit
+
+    @property
+    def webhook_timeout(self) -> float:
+        return float(self.workspace().webhook_timeout)
+
+    @webhook_timeout.setter
+    def webhook_timeout(self, seconds: float) -> None:
+        """Applies to every workspace."""
+        self._defaults["webhook_timeout"] = seconds
+        for space in self._workspaces.values():
+            space.webhook_timeout = seconds
 
     def reset(self) -> None:
-        """Forget all state, the request log and the webhook: back to the start.
+        """Forget all state, request logs and webhooks, of every workspace.
 
         The event list, preference configuration and faults given to the
         constructor (the command line's ``--latency``, say) come back; those
-        set at run time are forgotten.
+        set at run time are forgotten. ``workspace(wsid).reset()`` resets one.
         """
-        with self._lock:
-            self.request_log.clear()
-            self._store = self._new_store()
-            self._faults = Faults(
-                {key: replace(fault) for key, fault in self._initial_faults.items()},
-                seed=self._seed,
-            )
+        for space in self._workspaces.values():
+            space.reset()
 
     # --- WSGI -------------------------------------------------------------
+
+    def _route(self, path: str) -> Workspace:
+        """The workspace a path names; the default one for an unknown WSID."""
+        parts = path.split("/", 2)
+        spaces = self._workspaces
+        found = spaces.get(parts[1]) if len(parts) > 1 else None
+        return found if found is not None else next(iter(spaces.values()))
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         received = time.time()
@@ -205,10 +301,11 @@ class Emulator:
                 return self._respond(start_response, 400, _error("Request body is not valid JSON"))
             return self._respond(start_response, *control.handle(self, method, path, query, body))
 
+        space = self._route(path)
         found = find_operation(method, path)
         op_name = found[0].name if found else None
-        with self._lock:
-            decision = self._faults.decide(op_name)
+        with space.lock:
+            decision = space.faults.decide(op_name)
         if decision.delay:
             time.sleep(decision.delay)  # outside the lock: other requests go on
         body, broken = _parse_json(raw)
@@ -218,12 +315,14 @@ class Emulator:
         if decision.faulted and not decision.after:
             status, reply, headers = self._fault_reply(decision)
         else:
-            status, reply = self._serve(environ, found, method, path, query, body, broken, received)
+            status, reply = self._serve(
+                space, environ, found, method, path, query, body, broken, received
+            )
             if decision.faulted:
                 status, reply, headers = self._fault_reply(decision)
         if decision.drop:
             status, reply = 0, None
-        self._log(
+        space.log(
             LoggedRequest(
                 method=method,
                 path=path,
@@ -268,12 +367,16 @@ class Emulator:
         message = "Too many requests" if status == 429 else "Emulated fault"
         return status, _error(f"{message} ({status})"), headers
 
-    def _authorized(self, environ: Mapping[str, Any], params: Mapping[str, str]) -> bool:
+    @staticmethod
+    def _authorized(
+        space: Workspace, environ: Mapping[str, Any], params: Mapping[str, str]
+    ) -> bool:
         given = str(environ.get("HTTP_AUTHORIZATION") or "").encode()
-        return hmac.compare_digest(given, self._bearer) and params.get("WSID") == self.wsid
+        return hmac.compare_digest(given, space.bearer) and params.get("WSID") == space.wsid
 
     def _serve(
         self,
+        space: Workspace,
         environ: Mapping[str, Any],
         found: tuple[Operation, dict[str, str]] | None,
         method: str,
@@ -286,7 +389,7 @@ class Emulator:
         if found is None:
             return 404, _error(f"Cannot {method} {path}")
         op, params = found
-        if not self._authorized(environ, params):
+        if not self._authorized(space, environ, params):
             return 401, _error("Invalid API details")
         if broken:
             return 400, _error("Request body is not valid JSON")
@@ -297,8 +400,8 @@ class Emulator:
         if message is not None:
             return 400, _error(message)
         try:
-            with self._lock:
-                ctx = Ctx(self._store, params.get("version", ""), params, query, body, now)
+            with space.lock:
+                ctx = Ctx(space.store, params.get("version", ""), params, query, body, now)
                 status, reply = HANDLERS[op.name](ctx)
         except Exception as exc:  # a bug in the emulator: say so, do not hang up
             return 500, _error(f"Emulator error in {op.name}: {exc!r}")
@@ -310,274 +413,3 @@ class Emulator:
                     + "; ".join(problems)
                 )
         return status, reply
-
-    def _log(self, entry: LoggedRequest) -> None:
-        with self._lock:
-            log = self.request_log
-            log.append(entry)
-            limit = self.request_log_limit
-            # Trim in chunks so that the amortised cost per request stays O(1).
-            if limit is not None and len(log) > limit + max(limit // 10, 1):
-                del log[: len(log) - limit]
-
-    # --- Python mirror of the control API -----------------------------------
-
-    @property
-    def events(self) -> set[str] | None:
-        """The event names accepted (None: any name)."""
-        allowed = self._store.allowed_events
-        return set(allowed) if allowed is not None else None
-
-    @events.setter
-    def events(self, names: Iterable[str] | None) -> None:
-        self.set_events(names)
-
-    def set_events(self, names: Iterable[str] | None) -> None:
-        """Accept only these event names from now on (None: any name)."""
-        with self._lock:
-            self._store.allowed_events = set(names) if names is not None else None
-
-    def configure_preferences(self, sections: Mapping[str, Iterable[Mapping[str, Any]]]) -> None:
-        """Replace the preference sections: ``{section: [topic, ...]}``.
-
-        A topic is ``{subscription_id, name, description?, channel_config?:
-        {channel: on|off|required}, notification_events?: [{event_id,
-        event_name}] or [event_name]}``. ValueError when malformed.
-        """
-        with self._lock:
-            self._store.configure_preferences(sections)
-
-    def preference_config(self) -> dict[str, list[dict[str, Any]]]:
-        with self._lock:
-            return self._store.preference_config()
-
-    def set_faults(
-        self,
-        faults: Mapping[str, Fault | Mapping[str, Any]] | None = None,
-        *,
-        seed: int | None = None,
-        replace: bool = False,
-    ) -> None:
-        """Put faults in force: ``{"*" or operation: Fault or knobs}``.
-
-        ``seed`` reseeds the random generator; ``replace`` drops faults not named.
-        """
-        with self._lock:
-            if replace:
-                self._faults.clear()
-            if faults:
-                self._faults.update(faults)
-            if seed is not None:
-                self._faults.reseed(seed)
-
-    def set_fault(self, operation: str | None = None, **knobs: Any) -> Fault:
-        """Put one fault in force for ``operation`` (None: every request)."""
-        with self._lock:
-            return self._faults.set(operation, knobs)
-
-    def clear_faults(self, operation: str | None = None) -> None:
-        """Remove one operation's fault (or the global one with "*"), or all."""
-        with self._lock:
-            self._faults.clear(operation)
-
-    def faults_config(self) -> dict[str, Any]:
-        """``{"seed": ..., "faults": {key: knobs}}`` as in force now."""
-        with self._lock:
-            return self._faults.as_dict()
-
-    def set_otp(
-        self,
-        code: str | None,
-        *,
-        destination: str | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        """Choose OTP codes instead of random ones.
-
-        With ``request_id`` or ``destination``, ``code`` is valid for it at
-        once (and a destination's next OTP event sends that code); with
-        neither, every later OTP event uses ``code`` (None: random again).
-        """
-        from .state import Otp
-
-        if code is not None and not code.isdigit():
-            raise ValueError("an OTP code is made of digits")
-        with self._lock:
-            store = self._store
-            if request_id is None and destination is None:
-                store.otp_code = code
-                return
-            if code is None:
-                raise ValueError("code is required with a destination or request_id")
-            otp = Otp(code, request_id, {destination} if destination else set(), time.time())
-            if request_id:
-                store.otp_by_request[request_id] = otp
-            if destination:
-                store.otp_by_destination[destination] = otp
-                store.otp_presets[destination] = code
-
-    def otp_for(
-        self, *, request_id: str | None = None, destination: str | None = None
-    ) -> str | None:
-        """The unused OTP code sent for a request or to a destination."""
-        with self._lock:
-            store = self._store
-            otp = store.otp_by_request.get(request_id) if request_id else None
-            if otp is None and destination:
-                otp = store.otp_by_destination.get(destination)
-            return otp.code if otp is not None and not otp.used else None
-
-    def state(self) -> dict[str, Any]:
-        """All the state, JSON-ready: profiles, preferences, events per version,
-        suppressions and configuration."""
-        with self._lock:
-            return {"wsid": self.wsid, **self._store.dump()}
-
-    def profile(self, version: str, distinct_id: str) -> dict[str, Any] | None:
-        """The profile as GET profile returns it (None when absent)."""
-        with self._lock:
-            found = self._store.versions[version].profiles.get(distinct_id)
-            return found.fetched(time.time()) if found is not None else None
-
-    def profiles(self, version: str = "live") -> dict[str, dict[str, Any]]:
-        with self._lock:
-            now = time.time()
-            return {
-                key: profile.fetched(now)
-                for key, profile in self._store.versions[version].profiles.items()
-            }
-
-    @property
-    def events_log(self) -> list[dict[str, Any]]:
-        """Every accepted notification, oldest first (bulk items one by one)."""
-        with self._lock:
-            return [record.as_dict() for record in self._store.events_log]
-
-    @property
-    def suppressions(self) -> list[dict[str, str]]:
-        with self._lock:
-            return [item.as_dict() for item in self._store.suppressions.values()]
-
-    def preferences(
-        self, version: str, distinct_id: str, *, event_list: bool = False
-    ) -> dict[str, Any]:
-        """A user's preferences, as GET preference returns them."""
-        from .handlers import get_preferences
-
-        query = {"distinct_id": distinct_id, "event_list": str(event_list).lower()}
-        with self._lock:
-            ctx = Ctx(self._store, version, {"version": version}, query, None, time.time())
-            return dict(get_preferences(ctx)[1])
-
-    def requests(self) -> list[dict[str, Any]]:
-        """The request log as JSON-ready dicts."""
-        with self._lock:
-            return [entry.as_dict() for entry in self.request_log]
-
-    def clear_request_log(self) -> None:
-        with self._lock:
-            self.request_log.clear()
-
-    @property
-    def webhook_url(self) -> str | None:
-        return self._store.webhook_url
-
-    def register_webhook(self, url: str, *, verify: bool = False) -> dict[str, Any]:
-        """Send delivery reports to ``url`` from now on.
-
-        With ``verify``, first check the URL as Fyno does: a GET carrying
-        ``fyno_token``, which the endpoint must echo back.
-        """
-        result: dict[str, Any] = {"url": url, "verified": None}
-        if verify:
-            token = secrets.token_hex(16)
-            answer = requests.get(url, params={"fyno_token": token}, timeout=self.webhook_timeout)
-            result["verified"] = answer.ok and token in answer.text
-            if not result["verified"]:
-                raise ValueError(f"{url} did not echo fyno_token (HTTP {answer.status_code})")
-        with self._lock:
-            self._store.webhook_url = url
-        return result
-
-    def unregister_webhook(self) -> None:
-        with self._lock:
-            self._store.webhook_url = None
-
-    def delivery_reports(
-        self,
-        *,
-        request_id: str | None = None,
-        custom_id: str | None = None,
-        status: str = "delivered",
-        channel: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """The Fyno-like delivery reports for sent messages (one per channel).
-
-        LookupError when nothing sent matches.
-        """
-        if not request_id and not custom_id:
-            raise ValueError("request_id or custom_id is required")
-        now = time.time()
-        with self._lock:
-            store = self._store
-            records = (
-                store.events_by_request.get(request_id, [])
-                if request_id
-                else store.events_by_custom_id.get(custom_id or "", [])
-            )
-            reports = []
-            for record in records:
-                if custom_id and record.custom_id != custom_id:
-                    continue
-                callback = record.callback or {}
-                for name, sent in record.response.items():
-                    if channel and name != channel:
-                        continue
-                    reports.append(
-                        {
-                            "request_id": record.request_id,
-                            "custom_id": callback.get("custom_id"),
-                            "custom1": callback.get("custom1"),
-                            "custom2": callback.get("custom2"),
-                            "custom3": callback.get("custom3"),
-                            "event": record.event,
-                            "distinct_id": record.distinct_id,
-                            "version": record.version,
-                            "channel": name,
-                            "destination": sent["destination"],
-                            "msg_id": sent["msg_id"],
-                            "status": status,
-                            "timestamp": iso(now),
-                        }
-                    )
-        if not reports:
-            raise LookupError("no message sent matches that request_id/custom_id/channel")
-        return reports
-
-    def send_delivery_report(
-        self,
-        *,
-        request_id: str | None = None,
-        custom_id: str | None = None,
-        status: str = "delivered",
-        channel: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """POST delivery reports to the registered webhook; what it answered.
-
-        Each item is ``{"report": ..., "status_code": int, "body": ...}``.
-        """
-        url = self.webhook_url
-        if url is None:
-            raise ValueError("no webhook registered (POST /_emulator/webhook first)")
-        results = []
-        reports = self.delivery_reports(
-            request_id=request_id, custom_id=custom_id, status=status, channel=channel
-        )
-        for report in reports:  # outside the lock: the webhook may call the emulator
-            answer = requests.post(url, json=report, timeout=self.webhook_timeout)
-            try:
-                body: Any = answer.json()
-            except ValueError:
-                body = answer.text
-            results.append({"report": report, "status_code": answer.status_code, "body": body})
-        return results

@@ -510,10 +510,17 @@ def _notify(
     return record
 
 
+# Fyno's unknown-event message calls the live version "prod".
+_VERSION_WORDS = {"live": "prod"}
+
+
 def _unknown_event(ctx: Ctx, event: str) -> Reply | None:
     allowed = ctx.store.allowed_events
     if allowed is not None and event not in allowed:
-        return error(f"The notification event name '{event}' is invalid or does not exists on prod")
+        where = _VERSION_WORDS.get(ctx.version, ctx.version)
+        return error(
+            f"The notification event name '{event}' is invalid or does not exists on {where}"
+        )
     return None
 
 

@@ -8,10 +8,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import TracebackType
+from typing import Any
 
-from .app import Emulator, LoggedRequest
+from .app import Emulator, LoggedRequest, Workspace
 from .server import EmulatorServer, make_server
 
 __all__ = ["LiveEmulator"]
@@ -20,8 +21,10 @@ __all__ = ["LiveEmulator"]
 class LiveEmulator:
     """An :class:`Emulator` served on ``host`` (127.0.0.1) at an ephemeral port.
 
-    Either pass an ``emulator`` or let one be built from ``wsid``, ``api_key``
-    (default ``test-api-key``), ``events`` and ``strict_replies``. Use as a context manager, or call
+    Either pass an ``emulator`` or let one be built from ``wsid`` (default
+    ``FYTEST``) and ``api_key`` (default ``test-api-key``), or from
+    ``workspaces`` (``{wsid: api_key}``, see :class:`Emulator`), with
+    ``events`` and ``strict_replies``. Use as a context manager, or call
     :meth:`start` and :meth:`stop`.
     """
 
@@ -29,8 +32,9 @@ class LiveEmulator:
         self,
         emulator: Emulator | None = None,
         *,
-        wsid: str = "FYTEST",
+        wsid: str | None = None,
         api_key: str | None = None,
+        workspaces: Mapping[str, str | Mapping[str, Any]] | None = None,
         events: Iterable[str] | None = None,
         strict_replies: bool = True,
         host: str = "127.0.0.1",
@@ -39,12 +43,17 @@ class LiveEmulator:
         verbose: bool = False,
     ) -> None:
         if emulator is None:
-            api_key = api_key or "test-api-key"
-            emulator = Emulator(wsid, api_key, events=events, strict_replies=strict_replies)
-        elif api_key is None:
-            api_key = emulator.api_key
+            emulator = Emulator(
+                wsid,
+                api_key or None,
+                workspaces=workspaces,
+                events=events,
+                strict_replies=strict_replies,
+            )
+            api_key = None
         self.emulator = emulator
-        self.api_key = api_key
+        # The default workspace's key, unless told otherwise with an emulator given.
+        self.api_key = api_key if api_key is not None else emulator.api_key
         self._host, self._port, self._prefix, self._verbose = host, port, prefix, verbose
         self._server: EmulatorServer | None = None
         self._thread: threading.Thread | None = None
@@ -75,8 +84,12 @@ class LiveEmulator:
 
     @property
     def requests(self) -> list[LoggedRequest]:
-        """The emulator's request log."""
+        """The default workspace's request log."""
         return self.emulator.request_log
+
+    def workspace(self, wsid: str | None = None) -> Workspace:
+        """One workspace of the emulator (None: the default one)."""
+        return self.emulator.workspace(wsid)
 
     def reset(self) -> None:
         self.emulator.reset()
