@@ -150,6 +150,16 @@ class ProfileAdapter:
                 names.add(fyno_settings.PHONE_ATTRIBUTE)
         return frozenset(name for name in names if _model_has_field(user_model, name))
 
+    def checked_distinct_id(self, user: Any) -> str:
+        """:meth:`get_distinct_id`, checked: the one rule sync, ``notify()`` and
+        ``properties()`` share.
+
+        An int or UUID is turned into its string. Raises
+        :class:`FynoValidationError` (field ``distinct_id``) for an empty or
+        over-long id: a bug in the adapter, not in the user's data.
+        """
+        return _check_distinct_id(self.get_distinct_id(user))
+
     def build_payload(self, user: Any) -> ProfilePayload:
         """The normalised payload for ``user``; invalid values are dropped with a warning.
 
@@ -157,7 +167,7 @@ class ProfileAdapter:
         returns an empty (or over-long) id: that is a bug in the adapter, not in the
         user's data, and no profile can be addressed without an id.
         """
-        distinct_id = _check_distinct_id(self.get_distinct_id(user))
+        distinct_id = self.checked_distinct_id(user)
         return ProfilePayload(
             distinct_id=distinct_id,
             name=_normalise_name(distinct_id, self.get_name(user)),

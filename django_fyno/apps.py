@@ -1,3 +1,5 @@
+import importlib.util
+
 from django.apps import AppConfig
 
 
@@ -12,8 +14,14 @@ class DjangoFynoConfig(AppConfig):
 
         from django_fyno import (
             checks,  # noqa: F401 - registers the system checks
+            outbox,  # noqa: F401 - registers the outbox's jobs
             receivers,
         )
+
+        if importlib.util.find_spec("celery") is not None:
+            # Registers the Celery tasks, so a hand-off finds them even when the
+            # project's Celery app does not autodiscover tasks. Celery is optional.
+            from django_fyno import tasks  # noqa: F401
 
         # Connected whatever the settings say: the receivers read ENABLED and
         # AUTO_SYNC on each call, so override_settings works.

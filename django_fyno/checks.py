@@ -6,14 +6,18 @@ Each check has a stable id, so a project can silence one with
 - ``fyno.E001`` ``FYNO`` is not a dict, or has keys that are not settings (typos).
 - ``fyno.E002`` credentials (WSID, API key) are missing while django-fyno is enabled.
 - ``fyno.E003`` ``VERSION`` is neither ``live`` nor ``test``.
-- ``fyno.E004`` ``TASK_MODE`` is not one of ``celery``, ``on_commit``, ``off``.
+- ``fyno.E004`` ``TASK_MODE`` is not one of ``celery``, ``inline``, ``off``.
 - ``fyno.E005`` ``TASK_MODE`` is ``celery`` but Celery is not installed, or not
   configured (the current Celery app has no broker and does not run tasks eagerly).
 - ``fyno.E006`` ``PROFILE_ADAPTER`` does not import, or is not a ``ProfileAdapter`` subclass.
 - ``fyno.E007`` ``UNKNOWN_POLICY`` is neither ``retry`` nor ``hold``.
+- ``fyno.E008`` another setting has a value of the wrong type or range (the
+  message names the setting; secrets are never repeated).
 - ``fyno.W001`` ``VERSION`` is ``live`` while ``DEBUG`` is on.
 - ``fyno.W002`` the webhook URLs (``django_fyno.urls``) are in the URLconf but
   ``WEBHOOK_SECRET`` is empty, so the webhook refuses every request.
+- ``fyno.W003`` ``CELERY_QUEUE`` is set: a worker must consume that queue
+  (``-Q``), or django-fyno's tasks never run.
 """
 
 from __future__ import annotations
@@ -21,11 +25,10 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from django_fyno.adapter import load_adapter_class
-from django_fyno.conf import DEFAULTS, TASK_MODES, fyno_settings
+from django_fyno.conf import DEFAULTS, TaskMode, Version, fyno_settings
 from django_fyno.exceptions import FynoConfigurationError
 
 
@@ -36,11 +39,14 @@ def _celery_is_configured() -> bool:
     return bool(conf.broker_url or conf.task_always_eager)
 
 
+# The setting whose invalid value each check id reports; every other one is E008.
+_IDS_FOR_INVALID = {"VERSION": "fyno.E003", "TASK_MODE": "fyno.E004", "UNKNOWN_POLICY": "fyno.E007"}
+
+
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
-    raw = getattr(settings, "FYNO", None)
-    if raw is not None and not isinstance(raw, dict):
+    if not fyno_settings.is_a_dict():
         return [Error("settings.FYNO must be a dict.", id="fyno.E001")]
     for key in fyno_settings.unknown_keys():
         messages.append(
@@ -50,8 +56,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="fyno.E001",
             )
         )
-    if fyno_settings.ENABLED:
-        missing = [name for name in ("WSID", "API_KEY") if not getattr(fyno_settings, name)]
+    problems = fyno_settings.problems()
+    for name, problem in problems.items():
+        messages.append(
+            Error(problem, hint="See docs/settings.md.", id=_IDS_FOR_INVALID.get(name, "fyno.E008"))
+        )
+    enabled = "ENABLED" in problems or fyno_settings.ENABLED
+    if enabled:
+        missing = [name for name in ("WSID", "API_KEY") if not fyno_settings.raw(name)]
         if missing:
             messages.append(
                 Error(
@@ -61,49 +73,24 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="fyno.E002",
                 )
             )
-    if fyno_settings.VERSION not in ("live", "test"):
+    if "TASK_MODE" not in problems and fyno_settings.TASK_MODE is TaskMode.CELERY:
+        messages += _celery_messages()
+    if "CELERY_QUEUE" not in problems and fyno_settings.CELERY_QUEUE:
+        queue = fyno_settings.CELERY_QUEUE
         messages.append(
-            Error(
-                f"FYNO['VERSION'] is {fyno_settings.VERSION!r}; it must be 'live' or 'test'.",
-                id="fyno.E003",
+            Warning(
+                f"django-fyno's tasks go to the Celery queue {queue!r} (FYNO['CELERY_QUEUE']): "
+                f"a worker started without -Q {queue} never runs them.",
+                hint=f"Start a worker that consumes it, e.g. `celery -A proj worker -Q "
+                f"celery,{queue}`, or remove CELERY_QUEUE to use Celery's default queue.",
+                id="fyno.W003",
             )
         )
-    if fyno_settings.TASK_MODE not in TASK_MODES:
-        messages.append(
-            Error(
-                f"FYNO['TASK_MODE'] is {fyno_settings.TASK_MODE!r}; "
-                f"it must be one of {', '.join(TASK_MODES)}.",
-                id="fyno.E004",
-            )
-        )
-    elif fyno_settings.TASK_MODE == "celery" and importlib.util.find_spec("celery") is None:
-        messages.append(
-            Error(
-                "FYNO['TASK_MODE'] is 'celery' but Celery is not installed.",
-                hint="Install celery, or set FYNO['TASK_MODE'] = 'on_commit'.",
-                id="fyno.E005",
-            )
-        )
-    elif fyno_settings.TASK_MODE == "celery" and not _celery_is_configured():
-        messages.append(
-            Error(
-                "FYNO['TASK_MODE'] is 'celery' but Celery is not configured: the current "
-                "Celery app has no broker and does not run tasks eagerly.",
-                hint="Load your Celery app in your project's __init__.py and set "
-                "CELERY_BROKER_URL (or task_always_eager), or set FYNO['TASK_MODE'] = "
-                "'on_commit' to run the sync in-process after commit.",
-                id="fyno.E005",
-            )
-        )
-    if fyno_settings.UNKNOWN_POLICY not in ("retry", "hold"):
-        messages.append(
-            Error(
-                f"FYNO['UNKNOWN_POLICY'] is {fyno_settings.UNKNOWN_POLICY!r}; "
-                "it must be 'retry' (at-least-once) or 'hold' (at-most-once).",
-                id="fyno.E007",
-            )
-        )
-    if fyno_settings.VERSION == "live" and settings.DEBUG:
+    if (
+        "VERSION" not in problems
+        and fyno_settings.VERSION is Version.LIVE
+        and fyno_settings.django_debug
+    ):
         messages.append(
             Warning(
                 "FYNO['VERSION'] is 'live' while DEBUG is on: development traffic "
@@ -113,6 +100,30 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return messages
+
+
+def _celery_messages() -> list[CheckMessage]:
+    """fyno.E005: TASK_MODE "celery" needs Celery installed and configured."""
+    if importlib.util.find_spec("celery") is None:
+        return [
+            Error(
+                "FYNO['TASK_MODE'] is 'celery' but Celery is not installed.",
+                hint="Install django-fyno[celery], or set FYNO['TASK_MODE'] = 'inline'.",
+                id="fyno.E005",
+            )
+        ]
+    if not _celery_is_configured():
+        return [
+            Error(
+                "FYNO['TASK_MODE'] is 'celery' but Celery is not configured: the current "
+                "Celery app has no broker and does not run tasks eagerly.",
+                hint="Load your Celery app in your project's __init__.py and set "
+                "CELERY_BROKER_URL (or task_always_eager), or set FYNO['TASK_MODE'] = "
+                "'inline' to run the work in-process after commit (see docs/celery.md).",
+                id="fyno.E005",
+            )
+        ]
+    return []
 
 
 @register(Tags.compatibility)

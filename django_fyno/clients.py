@@ -1,12 +1,21 @@
-"""The one seam through which django-fyno reaches Fyno: :func:`get_client`.
+"""The one seam to a Fyno workspace: which workspace a user belongs to, and its client.
 
-Every Fyno call the app makes goes through ``get_client(user)``. By default it
-returns a client for the workspace configured in ``settings.FYNO``; a project
-with one Fyno workspace per tenant names a resolver in
-``FYNO["CLIENT_RESOLVER"]``::
+A :class:`Workspace` is where a profile or a message lives: the workspace id,
+the version (``live``/``test``) and the endpoint, never the API key. Rows that
+talk to Fyno later (profile mirrors, outbox messages) record it when they are
+written; every later call for them goes to that workspace through
+:func:`client_for`.
 
-    def fyno_workspace(user):
-        tenant = user.tenant if user is not None else default_tenant()
+By default every user belongs to the workspace configured in ``settings.FYNO``.
+A project with one Fyno workspace per tenant names a resolver in
+``FYNO["CLIENT_RESOLVER"]``; it is called in two ways::
+
+    def fyno_workspace(user=None, *, workspace=None):
+        if workspace is not None:  # credentials for a workspace a row recorded
+            tenant = Tenant.objects.filter(fyno_wsid=workspace.wsid).first()
+            return None if tenant is None else {"WSID": tenant.fyno_wsid,
+                                                "API_KEY": tenant.fyno_api_key}
+        tenant = user.tenant if user is not None else current_tenant()
         return {"WSID": tenant.fyno_wsid, "API_KEY": tenant.fyno_api_key}
 
     FYNO = {..., "CLIENT_RESOLVER": "myproject.fyno.fyno_workspace"}
@@ -19,8 +28,10 @@ it runs whenever ``settings.FYNO`` changes (``override_settings`` in tests).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.signals import setting_changed
@@ -31,7 +42,17 @@ from django_fyno.client import FynoClient, FynoConfig, RetryPolicy
 from django_fyno.client.exceptions import FynoConfigurationError
 from django_fyno.conf import fyno_settings
 
-__all__ = ["get_client", "get_config", "reset_clients"]
+__all__ = [
+    "Workspace",
+    "WorkspaceUnavailable",
+    "client_for",
+    "default_workspace",
+    "get_client",
+    "get_config",
+    "reset_clients",
+    "workspace_for",
+    "workspaces_for",
+]
 
 # Keys a CLIENT_RESOLVER's dict may hold; the first two are required.
 RESOLVER_KEYS = ("WSID", "API_KEY", "VERSION", "ENDPOINT")
@@ -41,31 +62,61 @@ _clients: dict[_CacheKey, FynoClient] = {}
 _lock = threading.Lock()
 
 
+class WorkspaceUnavailable(FynoConfigurationError):
+    """No credentials can be had for a workspace a row recorded.
+
+    The row is never sent elsewhere instead: it fails with this message.
+    """
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A Fyno workspace as rows record it: id, version and endpoint (never the key)."""
+
+    wsid: str
+    version: str
+    endpoint: str
+
+    @property
+    def key(self) -> str:
+        """One string for the workspace: task arguments, cache keys, grouping."""
+        return f"{self.wsid}|{self.version}|{self.endpoint}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Workspace:
+        wsid, version, endpoint = key.split("|", 2)
+        return cls(wsid, version, endpoint)
+
+    @classmethod
+    def of(cls, row: Any) -> Workspace:
+        """The workspace a model row (FynoProfile, FynoOutbox) recorded."""
+        return cls(row.wsid, row.version, row.endpoint)
+
+    def fields(self) -> dict[str, str]:
+        """The model fields recording this workspace on a row."""
+        return {"wsid": self.wsid, "version": self.version, "endpoint": self.endpoint}
+
+    def __str__(self) -> str:
+        return f"{self.wsid} ({self.version})"
+
+
 def _retry_policy() -> RetryPolicy:
     retry = fyno_settings.RETRY
-    try:
-        return RetryPolicy(
-            max_attempts=int(retry["MAX_ATTEMPTS"]),
-            backoff_base=float(retry["BACKOFF_BASE"]),
-            backoff_max=float(retry["BACKOFF_MAX"]),
-            deadline=float(retry["DEADLINE"]),
-        )
-    except (TypeError, ValueError) as exc:
-        raise FynoConfigurationError(f"FYNO['RETRY'] is invalid: {exc}") from exc
+    return RetryPolicy(
+        max_attempts=retry["MAX_ATTEMPTS"],
+        backoff_base=retry["BACKOFF_BASE"],
+        backoff_max=retry["BACKOFF_MAX"],
+        deadline=retry["DEADLINE"],
+    )
 
 
-def _resolver() -> Callable[[Any], Any] | None:
+def _resolver() -> Callable[..., Any] | None:
     """The configured CLIENT_RESOLVER callable, imported now (settings may have changed)."""
     path = fyno_settings.CLIENT_RESOLVER
-    if path is None or path == "":
+    if path is None:
         return None
     if callable(path):
         return path  # type: ignore[no-any-return]
-    if not isinstance(path, str):
-        raise FynoConfigurationError(
-            "FYNO['CLIENT_RESOLVER'] must be a dotted path or a callable, "
-            f"not {type(path).__name__}"
-        )
     try:
         found = import_string(path)
     except ImportError as exc:
@@ -77,20 +128,13 @@ def _resolver() -> Callable[[Any], Any] | None:
     return found  # type: ignore[no-any-return]
 
 
-def _workspace(user: Any) -> dict[str, Any]:
-    """WSID, API_KEY, VERSION and ENDPOINT for ``user``: from the resolver, else settings."""
-    workspace = {
-        "VERSION": fyno_settings.VERSION,
-        "ENDPOINT": fyno_settings.ENDPOINT,
-    }
-    resolver = _resolver()
-    if resolver is None:
-        workspace["WSID"] = fyno_settings.WSID
-        workspace["API_KEY"] = fyno_settings.API_KEY
-        return workspace
-    name = getattr(resolver, "__qualname__", repr(resolver))
-    # Messages below name keys and types, never values: the dict holds an API key.
-    resolved = resolver(user)
+def _name(resolver: Callable[..., Any]) -> str:
+    return getattr(resolver, "__qualname__", repr(resolver))
+
+
+def _checked(resolver: Callable[..., Any], resolved: Any) -> dict[str, str]:
+    """The resolver's answer, checked; messages name keys and types, never values."""
+    name = _name(resolver)
     if not isinstance(resolved, Mapping):
         raise FynoConfigurationError(
             f"FYNO['CLIENT_RESOLVER'] {name} must return a dict with WSID and API_KEY, "
@@ -102,6 +146,7 @@ def _workspace(user: Any) -> dict[str, Any]:
             f"FYNO['CLIENT_RESOLVER'] {name} returned unknown keys {unknown}; "
             f"expected {', '.join(RESOLVER_KEYS)}"
         )
+    answer: dict[str, str] = {}
     for key in RESOLVER_KEYS:
         required = key in ("WSID", "API_KEY")
         if key not in resolved or resolved[key] is None:
@@ -113,8 +158,110 @@ def _workspace(user: Any) -> dict[str, Any]:
                 f"FYNO['CLIENT_RESOLVER'] {name} returned an invalid {key}: "
                 "it must be a non-empty string"
             )
-        workspace[key] = resolved[key]
-    return workspace
+        answer[key] = resolved[key]
+    return answer
+
+
+def _settings_workspace() -> Workspace:
+    return Workspace(fyno_settings.WSID, fyno_settings.VERSION.value, fyno_settings.ENDPOINT)
+
+
+def _resolve_user(user: Any) -> tuple[Workspace, str]:
+    """The workspace of ``user`` (None: the project's) and its API key."""
+    resolver = _resolver()
+    if resolver is None:
+        return _settings_workspace(), fyno_settings.API_KEY
+    answer = _checked(resolver, resolver(user))
+    if answer.get("VERSION", "live") not in ("live", "test"):
+        raise FynoConfigurationError(
+            f"FYNO['CLIENT_RESOLVER'] {_name(resolver)} returned an invalid VERSION: "
+            "it must be 'live' or 'test'"
+        )
+    workspace = Workspace(
+        answer["WSID"],
+        answer.get("VERSION", fyno_settings.VERSION.value),
+        answer.get("ENDPOINT", fyno_settings.ENDPOINT).rstrip("/"),
+    )
+    return workspace, answer["API_KEY"]
+
+
+def _accepts_workspace(resolver: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(resolver).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: assume it does
+        return True
+    return any(
+        parameter.name == "workspace" or parameter.kind is inspect.Parameter.VAR_KEYWORD
+        for parameter in parameters
+    )
+
+
+def _key_for(workspace: Workspace) -> str:
+    """The API key of a workspace a row recorded; raises WorkspaceUnavailable."""
+    if not workspace.wsid:
+        raise WorkspaceUnavailable("the row records no Fyno workspace")
+    resolver = _resolver()
+    if resolver is None:
+        if workspace.wsid != fyno_settings.WSID:
+            raise WorkspaceUnavailable(
+                f"workspace {workspace.wsid} can no longer be resolved: FYNO['WSID'] is now "
+                f"{fyno_settings.WSID or '(empty)'} and no CLIENT_RESOLVER is set"
+            )
+        return fyno_settings.API_KEY
+    if not _accepts_workspace(resolver):
+        raise FynoConfigurationError(
+            f"FYNO['CLIENT_RESOLVER'] {_name(resolver)} must accept a `workspace` keyword "
+            "argument, to give the credentials of a workspace a stored row belongs to "
+            "(see docs/settings.md)"
+        )
+    resolved = resolver(None, workspace=workspace)
+    if resolved is None:
+        raise WorkspaceUnavailable(
+            f"workspace {workspace.wsid} can no longer be resolved: "
+            f"FYNO['CLIENT_RESOLVER'] {_name(resolver)} returned None for it"
+        )
+    answer = _checked(resolver, resolved)
+    if answer["WSID"] != workspace.wsid:
+        raise WorkspaceUnavailable(
+            f"workspace {workspace.wsid} can no longer be resolved: "
+            f"FYNO['CLIENT_RESOLVER'] {_name(resolver)} answered for workspace {answer['WSID']}"
+        )
+    return answer["API_KEY"]
+
+
+def _config(workspace: Workspace, api_key: str, pool_size: int | None) -> FynoConfig:
+    try:
+        return FynoConfig(
+            wsid=workspace.wsid,
+            api_key=api_key,
+            version=workspace.version,
+            endpoint=workspace.endpoint,
+            connect_timeout=fyno_settings.CONNECT_TIMEOUT,
+            read_timeout=fyno_settings.READ_TIMEOUT,
+            retry=_retry_policy(),
+            **({} if pool_size is None else {"pool_size": max(pool_size, 1)}),
+        )
+    except FynoConfigurationError:
+        raise  # its messages never hold the key
+    except (TypeError, ValueError) as exc:
+        raise FynoConfigurationError(f"Fyno settings are invalid: {exc}") from exc
+
+
+def workspace_for(user: Any = None) -> Workspace:
+    """The workspace ``user``'s profile and messages belong to (None: the project's)."""
+    return _resolve_user(user)[0]
+
+
+def workspaces_for(users: list[Any]) -> list[Workspace]:
+    """:func:`workspace_for` of each user, in order (the settings are read once)."""
+    if _resolver() is None:
+        return [_settings_workspace()] * len(users)
+    return [workspace_for(user) for user in users]
+
+
+def default_workspace() -> Workspace:
+    """The project's workspace: ``workspace_for(None)``."""
+    return workspace_for(None)
 
 
 def get_config(user: Any = None) -> FynoConfig:
@@ -123,30 +270,15 @@ def get_config(user: Any = None) -> FynoConfig:
     Raises :class:`FynoConfigurationError` when the settings or the resolver's
     answer are unusable.
     """
-    workspace = _workspace(user)
-    try:
-        return FynoConfig(
-            wsid=workspace["WSID"],
-            api_key=workspace["API_KEY"],
-            version=workspace["VERSION"],
-            endpoint=workspace["ENDPOINT"],
-            connect_timeout=float(fyno_settings.CONNECT_TIMEOUT),
-            read_timeout=float(fyno_settings.READ_TIMEOUT),
-            retry=_retry_policy(),
-        )
-    except (TypeError, ValueError) as exc:
-        # FynoConfigurationError is a ValueError; its messages never hold the key.
-        if isinstance(exc, FynoConfigurationError):
-            raise
-        raise FynoConfigurationError(f"Fyno settings are invalid: {exc}") from exc
+    workspace, api_key = _resolve_user(user)
+    return _config(workspace, api_key, None)
 
 
-def _cache_key(config: FynoConfig) -> _CacheKey:
+def _cached(config: FynoConfig) -> FynoClient:
     # A digest, not the key: the cache must not be one more place a key can leak from.
-    key_digest = hashlib.sha256(config.api_key.encode()).hexdigest()
-    return (
+    key = (
         config.wsid,
-        key_digest,
+        hashlib.sha256(config.api_key.encode()).hexdigest(),
         config.version,
         config.endpoint,
         config.connect_timeout,
@@ -154,17 +286,6 @@ def _cache_key(config: FynoConfig) -> _CacheKey:
         config.retry,
         config.pool_size,
     )
-
-
-def get_client(user: Any = None) -> FynoClient:
-    """The client for ``user`` (None: the project's workspace), reused across calls.
-
-    With ``FYNO["CLIENT_RESOLVER"]`` set, the resolver is called with ``user``
-    on every call (it is cheap; the client behind it is cached). One client is
-    built per distinct configuration and shared by all threads.
-    """
-    config = get_config(user)
-    key = _cache_key(config)
     client = _clients.get(key)
     if client is not None:
         return client
@@ -175,6 +296,25 @@ def get_client(user: Any = None) -> FynoClient:
             client = FynoClient(config=config)
             _clients[key] = client
     return client
+
+
+def get_client(user: Any = None) -> FynoClient:
+    """The client for ``user``'s workspace (None: the project's), reused across calls.
+
+    With ``FYNO["CLIENT_RESOLVER"]`` set, the resolver is called with ``user``
+    on every call (it is cheap; the client behind it is cached).
+    """
+    return _cached(get_config(user))
+
+
+def client_for(workspace: Workspace, *, pool_size: int | None = None) -> FynoClient:
+    """The client for a workspace a row recorded, with that workspace's credentials.
+
+    Raises :class:`WorkspaceUnavailable` when no credentials can be had for it
+    (never a client for another workspace). ``pool_size`` asks for at least
+    that many pooled connections (one per thread that shares the client).
+    """
+    return _cached(_config(workspace, _key_for(workspace), pool_size))
 
 
 def reset_clients() -> None:

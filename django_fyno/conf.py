@@ -1,4 +1,4 @@
-"""The one place django-fyno reads settings.
+"""The one place django-fyno reads settings, and turns them into typed, validated values.
 
 Configure the app with one dict in your settings::
 
@@ -12,16 +12,69 @@ Credentials, version and endpoint fall back to the environment variables
 Fyno's own SDKs use (``FYNO_WSID``, ``FYNO_API_KEY``, ``FYNO_VERSION``,
 ``FYNO_ENDPOINT``). Every value is read when it is used, never at import time,
 so ``override_settings(FYNO={...})`` just works.
+
+``fyno_settings.NAME`` returns the setting already checked and typed (an
+``int``, a ``float``, a :class:`TaskMode`…) or raises
+:class:`~django_fyno.exceptions.FynoConfigurationError` naming the setting;
+the system checks report the same problems at start-up.
 """
 
 from __future__ import annotations
 
+import enum
+import math
 import os
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar, overload
 
 from django.conf import settings
 
-__all__ = ["DEFAULTS", "ENV_NAMES", "TASK_MODES", "fyno_settings"]
+from django_fyno.client.exceptions import FynoConfigurationError
+
+__all__ = [
+    "DEFAULTS",
+    "ENV_NAMES",
+    "SECRET_SETTINGS",
+    "TaskMode",
+    "UnknownPolicy",
+    "Version",
+    "fyno_settings",
+]
+
+
+class _Choice(str, enum.Enum):
+    """A setting with a fixed set of string values; compares equal to its value."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class TaskMode(_Choice):
+    """How work leaves the request (``FYNO["TASK_MODE"]``)."""
+
+    #: Celery tasks, published after commit.
+    CELERY = "celery"
+    #: In this process, right after the transaction commits (no broker, no Celery).
+    INLINE = "inline"
+    #: Nothing is sent; rows wait for a sweep, ``fyno_sync`` or ``fyno_outbox --drain``.
+    OFF = "off"
+
+
+class UnknownPolicy(_Choice):
+    """What to do with a send whose outcome is ambiguous (``FYNO["UNKNOWN_POLICY"]``)."""
+
+    #: Send it again: at-least-once.
+    RETRY = "retry"
+    #: Leave it ``unknown`` for staff or a delivery report: at-most-once.
+    HOLD = "hold"
+
+
+class Version(_Choice):
+    """Fyno's two environments; profiles and events are separate in each."""
+
+    LIVE = "live"
+    TEST = "test"
+
 
 # Every setting, its default, and what it means. Docs list them in this order.
 DEFAULTS: dict[str, Any] = {
@@ -38,18 +91,20 @@ DEFAULTS: dict[str, Any] = {
     "READ_TIMEOUT": 30.0,
     # Client retry policy for transient failures (429, 5xx, connection errors).
     "RETRY": {"MAX_ATTEMPTS": 4, "BACKOFF_BASE": 0.5, "BACKOFF_MAX": 30.0, "DEADLINE": 60.0},
-    # Dotted path of a callable (user=None) -> dict with WSID/API_KEY/VERSION/ENDPOINT,
-    # for projects with one Fyno workspace per tenant. None: the settings above.
+    # Dotted path of a callable resolver(user=None, *, workspace=None) -> dict with
+    # WSID/API_KEY/VERSION/ENDPOINT, for projects with one Fyno workspace per
+    # tenant (see docs/settings.md). None: the settings above.
     "CLIENT_RESOLVER": None,
     # Master switch: False turns every side effect off (no sync, no sends).
     "ENABLED": True,
     # Mirror users to Fyno profiles automatically when they are saved.
     "AUTO_SYNC": True,
-    # How work leaves the request: "celery", "on_commit" (in-process after
+    # How work leaves the request: "celery", "inline" (in-process after
     # commit) or "off" (nothing is sent; rows stay pending).
     "TASK_MODE": "celery",
-    # Celery queue for django-fyno's tasks.
-    "CELERY_QUEUE": "fyno",
+    # Celery queue for django-fyno's tasks. None: Celery's default queue (the
+    # routing of your project, e.g. CELERY_TASK_ROUTES, applies).
+    "CELERY_QUEUE": None,
     # Dotted path of the ProfileAdapter subclass mapping users to profiles.
     "PROFILE_ADAPTER": "django_fyno.adapter.ProfileAdapter",
     # User attribute holding an E.164 phone number for sms/whatsapp/voice.
@@ -63,6 +118,9 @@ DEFAULTS: dict[str, Any] = {
     # How many times a sync or delete task is retried after a transient failure
     # (429, 5xx, timeouts), with exponential backoff and jitter.
     "SYNC_MAX_RETRIES": 8,
+    # Seconds all traffic to a workspace pauses after Fyno refuses its
+    # credentials (401), before one request probes them again.
+    "AUTH_FAILURE_PAUSE": 300.0,
     # Shared secret authenticating Fyno's calls to the delivery-report webhook, in
     # the URL path or the X-Fyno-Webhook-Secret header. A list accepts any of its
     # secrets (rotation). Empty: the webhook refuses every request (fyno.W002).
@@ -98,15 +156,195 @@ ENV_NAMES: dict[str, str] = {
     "ENDPOINT": "FYNO_ENDPOINT",
 }
 
-TASK_MODES = ("celery", "on_commit", "off")
+#: Settings whose values are never repeated in an error message.
+SECRET_SETTINGS = frozenset({"API_KEY", "WEBHOOK_SECRET"})
+
+# Spellings accepted for backward compatibility: TASK_MODE "on_commit" is "inline".
+_TASK_MODE_ALIASES = {"on_commit": TaskMode.INLINE}
+
+
+_T = TypeVar("_T")
+_C = TypeVar("_C", bound=_Choice)
+
+
+class _Invalid(Exception):
+    """Raised by a parser; the caller names the setting (and hides secret values)."""
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"must be a string, not {type(value).__name__}")
+    return value
+
+
+def _optional_text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return _text(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"must be True or False, not {_shown(value)}")
+    return value
+
+
+def _int(minimum: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(f"must be an integer, not {_shown(value)}")
+        if value < minimum:
+            raise _Invalid(f"must be at least {minimum}, not {value}")
+        return value
+
+    return parse
+
+
+def _float(*, positive: bool) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Invalid(f"must be a number of seconds, not {_shown(value)}")
+        number = float(value)
+        if not math.isfinite(number):
+            raise _Invalid(f"must be a finite number, not {_shown(value)}")
+        if number < 0 or (positive and number == 0):
+            raise _Invalid(f"must be {'greater than' if positive else 'at least'} 0, not {value}")
+        return number
+
+    return parse
+
+
+def _choice(kind: type[_C], aliases: Mapping[str, _C] | None = None) -> Callable[[Any], _C]:
+    def parse(value: Any) -> _C:
+        if isinstance(value, kind):
+            return value
+        if isinstance(value, str):
+            if aliases and value in aliases:
+                return aliases[value]
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+        allowed = ", ".join(repr(member.value) for member in kind)
+        raise _Invalid(f"must be one of {allowed}, not {_shown(value)}")
+
+    return parse
+
+
+def _endpoint(value: Any) -> str:
+    text = _text(value)
+    if not text.startswith(("http://", "https://")):
+        raise _Invalid(f"must be an http(s) URL, not {_shown(text)}")
+    return text.rstrip("/")
+
+
+def _retry(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _Invalid(f"must be a dict, not {type(value).__name__}")
+    default = DEFAULTS["RETRY"]
+    unknown = sorted(str(key) for key in value if key not in default)
+    if unknown:
+        raise _Invalid(f"has unknown keys {unknown}; expected {', '.join(default)}")
+    merged = {**default, **value}
+    try:
+        return {
+            "MAX_ATTEMPTS": _int(1)(merged["MAX_ATTEMPTS"]),
+            "BACKOFF_BASE": _float(positive=False)(merged["BACKOFF_BASE"]),
+            "BACKOFF_MAX": _float(positive=False)(merged["BACKOFF_MAX"]),
+            "DEADLINE": _float(positive=False)(merged["DEADLINE"]),
+        }
+    except _Invalid as error:
+        raise _Invalid(f"is invalid: {error}") from None
+
+
+def _resolver(value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    if callable(value) or isinstance(value, str):
+        return value
+    raise _Invalid(f"must be a dotted path or a callable, not {type(value).__name__}")
+
+
+def _any(value: Any) -> Any:
+    return value
+
+
+def _secrets(value: Any) -> tuple[str, ...]:
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
+        raise _Invalid("must be a string or a list of strings")
+    return tuple(secret for secret in values if secret)
+
+
+class _Setting(Generic[_T]):
+    """One setting of :class:`FynoSettings`: read, checked and typed on each access."""
+
+    def __init__(self, parse: Callable[[Any], _T]) -> None:
+        self.parse = parse
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> _Setting[_T]: ...
+
+    @overload
+    def __get__(self, instance: FynoSettings, owner: type) -> _T: ...
+
+    def __get__(self, instance: FynoSettings | None, owner: type) -> _Setting[_T] | _T:
+        if instance is None:
+            return self
+        try:
+            return self.parse(instance.raw(self.name))
+        except _Invalid as error:
+            # Parsers word their errors without secret values (see SECRET_SETTINGS).
+            raise FynoConfigurationError(f"FYNO['{self.name}'] {error}") from None
 
 
 class FynoSettings:
-    """Attribute access to the ``FYNO`` settings dict, with defaults and env fallbacks.
+    """Attribute access to the ``FYNO`` settings dict: checked, typed, with env fallbacks.
 
     ``fyno_settings.WSID`` reads ``settings.FYNO["WSID"]``, else ``$FYNO_WSID``,
-    else the default, every time it is accessed.
+    else the default, every time it is accessed. An invalid value raises
+    :class:`FynoConfigurationError` (whose message never holds a secret).
     """
+
+    WSID = _Setting(_text)
+    API_KEY = _Setting(_text)
+    VERSION = _Setting(_choice(Version))
+    ENDPOINT = _Setting(_endpoint)
+    CONNECT_TIMEOUT = _Setting(_float(positive=True))
+    READ_TIMEOUT = _Setting(_float(positive=True))
+    RETRY = _Setting(_retry)
+    CLIENT_RESOLVER = _Setting(_resolver)
+    ENABLED = _Setting(_bool)
+    AUTO_SYNC = _Setting(_bool)
+    TASK_MODE = _Setting(_choice(TaskMode, _TASK_MODE_ALIASES))
+    CELERY_QUEUE = _Setting(_optional_text)
+    # Checked (imported) by adapter.load_adapter_class, which E006 reports.
+    PROFILE_ADAPTER = _Setting(_any)
+    PHONE_ATTRIBUTE = _Setting(_optional_text)
+    DELETE_BATCH_SIZE = _Setting(_int(1))
+    SYNC_BATCH_SIZE = _Setting(_int(1))
+    SWEEP_AFTER = _Setting(_float(positive=False))
+    SYNC_MAX_RETRIES = _Setting(_int(0))
+    AUTH_FAILURE_PAUSE = _Setting(_float(positive=True))
+    WEBHOOK_SECRET = _Setting(_secrets)
+    OUTBOX_BULK_SIZE = _Setting(_int(1))
+    OUTBOX_LEASE_SECONDS = _Setting(_int(1))
+    OUTBOX_MAX_ATTEMPTS = _Setting(_int(1))
+    OUTBOX_BACKOFF_BASE = _Setting(_float(positive=False))
+    OUTBOX_BACKOFF_MAX = _Setting(_float(positive=False))
+    UNKNOWN_POLICY = _Setting(_choice(UnknownPolicy))
+    OUTBOX_CIRCUIT_THRESHOLD = _Setting(_int(1))
+    OUTBOX_CIRCUIT_COOLDOWN = _Setting(_float(positive=False))
+    OUTBOX_CACHE = _Setting(_text)
 
     @property
     def user_settings(self) -> dict[str, Any]:
@@ -115,25 +353,46 @@ class FynoSettings:
             return {}
         return value
 
+    def is_a_dict(self) -> bool:
+        """Whether ``settings.FYNO`` is absent or a dict (anything else is fyno.E001)."""
+        value = getattr(settings, "FYNO", None)
+        return value is None or isinstance(value, dict)
+
+    @property
+    def django_debug(self) -> bool:
+        """Django's own ``DEBUG`` (fyno.W001 warns about live traffic while it is on)."""
+        return bool(settings.DEBUG)
+
     def unknown_keys(self) -> list[str]:
         """Keys of ``settings.FYNO`` that are not settings (likely typos)."""
         return sorted(set(self.user_settings) - set(DEFAULTS))
 
-    def __getattr__(self, name: str) -> Any:
+    def raw(self, name: str) -> Any:
+        """The value as configured (dict, environment or default), not yet checked."""
         if name not in DEFAULTS:
             raise AttributeError(f"django-fyno has no setting {name!r}")
         user = self.user_settings
-        default = DEFAULTS[name]
         if name in user:
-            value = user[name]
-            # A partial dict (e.g. RETRY={"MAX_ATTEMPTS": 2}) keeps the other defaults.
-            if isinstance(default, dict) and isinstance(value, dict):
-                return {**default, **value}
-            return value
+            return user[name]
         env_name = ENV_NAMES.get(name)
         if env_name and os.environ.get(env_name):
             return os.environ[env_name]
+        default = DEFAULTS[name]
         return dict(default) if isinstance(default, dict) else default
+
+    def problems(self) -> dict[str, str]:
+        """Each setting whose value is invalid, with the reason (the system checks' source)."""
+        found = {}
+        for name in DEFAULTS:
+            try:
+                getattr(self, name)
+            except FynoConfigurationError as error:
+                found[name] = str(error)
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names that are not settings: a typo in our own code.
+        raise AttributeError(f"django-fyno has no setting {name!r}")
 
     def __repr__(self) -> str:
         return "<FynoSettings>"

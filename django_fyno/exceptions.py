@@ -16,7 +16,17 @@ __all__ = [
     "FynoWebhookForbidden",
     "FynoWebhookRejected",
     "SyncVetoed",
+    "error_text",
 ]
+
+#: Longest error message stored on a row (``last_error``).
+MAX_ERROR_LENGTH = 2000
+
+
+def error_text(error: BaseException, prefix: str = "") -> str:
+    """An error as stored on a row. FynoError messages carry Fyno's answer and the
+    path template, never the API key."""
+    return f"{prefix}{error}"[:MAX_ERROR_LENGTH]
 
 
 class SyncVetoed(FynoError):

@@ -1,4 +1,4 @@
-"""Local state: the mirror of each user's Fyno profile."""
+"""Local state: profile mirrors, the outbox and delivery reports."""
 
 from __future__ import annotations
 
@@ -9,7 +9,22 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
-class FynoProfile(models.Model):
+class WorkspaceFields(models.Model):
+    """The Fyno workspace a row belongs to, fixed when the row is written.
+
+    Every later call for the row goes to this workspace, with the credentials
+    ``CLIENT_RESOLVER`` (or the settings) give for it; never the API key here.
+    """
+
+    wsid = models.CharField(_("workspace"), max_length=64, blank=True, db_index=True)
+    version = models.CharField(_("version"), max_length=8, blank=True)
+    endpoint = models.CharField(_("endpoint"), max_length=255, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class FynoProfile(WorkspaceFields):
     """What we last told Fyno about one user, and whether it is up to date.
 
     The row outlives its user (``user`` becomes NULL) until Fyno has deleted
@@ -22,6 +37,8 @@ class FynoProfile(models.Model):
         FAILED = "failed", _("failed")
         DELETING = "deleting", _("deleting")
         DELETED = "deleted", _("deleted")
+        # should_sync() is False: the profile (if any) has status 0, Fyno sends nothing.
+        EXCLUDED = "excluded", _("excluded")
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
@@ -60,7 +77,7 @@ class FynoProfile(models.Model):
         return f"{self.distinct_id or f'user {self.user_id}'} ({self.state})"
 
 
-class FynoOutbox(models.Model):
+class FynoOutbox(WorkspaceFields):
     """One message for Fyno (an event, or a non-idempotent property operation),
     written in the caller's transaction and delivered after commit.
 
@@ -126,7 +143,9 @@ class FynoOutbox(models.Model):
         verbose_name_plural = _("Fyno outbox")
         indexes = (
             # The drain query: pending rows due now, oldest first.
-            models.Index(fields=["state", "next_attempt_at", "id"], name="fyno_outbox_drain"),
+            models.Index(
+                fields=["state", "wsid", "next_attempt_at", "id"], name="fyno_outbox_drain"
+            ),
             # The sweeper: "sending" rows whose lease has expired.
             models.Index(fields=["state", "lease_expires_at"], name="fyno_outbox_lease"),
         )

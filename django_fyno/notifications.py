@@ -19,7 +19,7 @@ from django.db import IntegrityError, models, router, transaction
 from django_fyno import outbox
 from django_fyno.adapter import ProfileAdapter, get_adapter
 from django_fyno.client import validation as check
-from django_fyno.clients import get_client
+from django_fyno.clients import Workspace, get_client, workspace_for, workspaces_for
 from django_fyno.exceptions import FynoValidationError
 from django_fyno.models import FynoOutbox
 
@@ -62,10 +62,10 @@ def _user_distinct_id(
     # _state.adding also catches a model whose pk has a default (UUIDField) but was never saved.
     if user.pk is None or user._state.adding:
         raise FynoValidationError(field, "is an unsaved user: save it before notifying it")
-    distinct_id = adapter.get_distinct_id(user)
-    if not isinstance(distinct_id, str) or not distinct_id.strip():
-        raise FynoValidationError(field, "get_distinct_id() returned an empty distinct id")
-    return distinct_id
+    try:
+        return adapter.checked_distinct_id(user)
+    except FynoValidationError as error:
+        raise FynoValidationError(field, error.message) from None
 
 
 def _distinct_id(
@@ -90,18 +90,27 @@ def resolve_distinct_id(recipient: Any, field: str = "to") -> str:
     return _distinct_id(recipient, field, get_user_model(), get_adapter())
 
 
-def _distinct_ids(recipients: Iterable[Any]) -> list[str]:
-    """Each recipient's distinct id, in order, each once; iterates ``recipients`` once
-    (a queryset costs its one SELECT, and the adapter reads only the loaded rows)."""
+def _workspace_of(recipient: Any) -> Workspace:
+    """The workspace a message to ``recipient`` goes to: its user's, else the project's."""
+    return workspace_for(recipient if isinstance(recipient, models.Model) else None)
+
+
+def _recipients(recipients: Iterable[Any]) -> list[tuple[str, Workspace]]:
+    """Each recipient's distinct id and workspace, in order, each once; iterates
+    ``recipients`` once (a queryset costs its one SELECT, and the adapter reads
+    only the loaded rows)."""
     user_model, adapter = get_user_model(), get_adapter()
+    listed = list(recipients)
     found = [
         _distinct_id(recipient, f"to[{index}]", user_model, adapter)
-        for index, recipient in enumerate(recipients)
+        for index, recipient in enumerate(listed)
     ]
     if not found:
         raise FynoValidationError("to", "names no recipient")
-    # A user listed twice is notified once.
-    return list(dict.fromkeys(found))
+    users = [r if isinstance(r, models.Model) else None for r in listed]
+    workspaces = workspaces_for(users)
+    # A recipient listed twice is notified once.
+    return list(dict(zip(found, workspaces, strict=True)).items())
 
 
 def _check_event(event: Any) -> str:
@@ -258,7 +267,9 @@ def notify(
     key = _check_dedupe_key(dedupe_key)
     db = _db(using)
 
-    def row(distinct_id: str = "", channels: dict[str, str] | None = None) -> FynoOutbox:
+    def row(
+        workspace: Workspace, distinct_id: str = "", channels: dict[str, str] | None = None
+    ) -> FynoOutbox:
         return FynoOutbox(
             kind=str(FynoOutbox.Kind.EVENT),
             event=event,
@@ -268,6 +279,7 @@ def notify(
             payload=json.loads(json.dumps(payload)),
             callback=dict(extra_callback),
             dedupe_key=key,
+            **workspace.fields(),
         )
 
     if isinstance(to, Mapping):
@@ -275,23 +287,22 @@ def notify(
             raise FynoValidationError(
                 "destinations", "give destinations with a user or distinct id in `to`"
             )
-        single = row(channels=check.check_to(to, "to"))
+        single = row(workspace_for(None), channels=check.check_to(to, "to"))
     elif isinstance(to, (str, models.Model)):
         checked_to = None if destinations is None else check.check_to(destinations, "destinations")
-        single = row(resolve_distinct_id(to), checked_to)
+        single = row(_workspace_of(to), resolve_distinct_id(to), checked_to)
     elif isinstance(to, Iterable) and not isinstance(to, bytes):
         if destinations is not None:
             # The same destinations for everyone would send every copy to one address.
             raise FynoValidationError("destinations", "can only go with one recipient")
-        distinct_ids = _distinct_ids(to)
-        rows = [row(distinct_id) for distinct_id in distinct_ids]
+        rows = [row(workspace, distinct_id) for distinct_id, workspace in _recipients(to)]
         if key is not None:
             for item in rows:
                 item.dedupe_key = _check_length(f"{key}:{item.distinct_id}", "dedupe_key")
             created = _insert_many_once(rows, db)
         else:
             created = FynoOutbox.objects.using(db).bulk_create(rows, batch_size=INSERT_BATCH_SIZE)
-        outbox.schedule_delivery(db)
+        outbox.schedule_delivery({Workspace.of(item) for item in created}, db)
         return created
     else:
         raise FynoValidationError(
@@ -303,10 +314,10 @@ def notify(
     if key is not None:
         stored, inserted = _insert_once(single, db)
         if inserted:
-            outbox.schedule_delivery(db)
+            outbox.schedule_delivery([Workspace.of(stored)], db)
         return stored
     single.save(using=db, force_insert=True)
-    outbox.schedule_delivery(db)
+    outbox.schedule_delivery([Workspace.of(single)], db)
     return single
 
 
@@ -318,9 +329,10 @@ class PropertyUpdates:
     The rows written so far are in :attr:`rows`.
     """
 
-    def __init__(self, distinct_id: str, using: str) -> None:
+    def __init__(self, distinct_id: str, using: str, workspace: Workspace) -> None:
         self.distinct_id = distinct_id
         self.using = using
+        self.workspace = workspace
         self.rows: list[FynoOutbox] = []
 
     def __repr__(self) -> str:
@@ -332,10 +344,11 @@ class PropertyUpdates:
             event=operation,
             distinct_id=self.distinct_id,
             payload=payload,
+            **self.workspace.fields(),
         )
         row.save(using=self.using, force_insert=True)
         self.rows.append(row)
-        outbox.schedule_delivery(self.using)
+        outbox.schedule_delivery([self.workspace], self.using)
         return self
 
     @staticmethod
@@ -394,7 +407,11 @@ def properties(user_or_distinct_id: Any, *, using: str | None = None) -> Propert
 
     Raises :class:`FynoValidationError` for an unsaved user or a blank distinct id.
     """
-    return PropertyUpdates(resolve_distinct_id(user_or_distinct_id, "distinct_id"), _db(using))
+    return PropertyUpdates(
+        resolve_distinct_id(user_or_distinct_id, "distinct_id"),
+        _db(using),
+        _workspace_of(user_or_distinct_id),
+    )
 
 
 def verify_otp(

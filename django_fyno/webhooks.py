@@ -25,6 +25,7 @@ from django.utils.dateparse import parse_datetime
 
 from django_fyno.conf import fyno_settings
 from django_fyno.exceptions import (
+    FynoConfigurationError,
     FynoWebhookBadRequest,
     FynoWebhookForbidden,
     FynoWebhookRejected,
@@ -67,20 +68,24 @@ _ROW_ID = re.compile(r"[0-9]{1,18}")
 _FIELDS = {"custom_id": 255, "request_id": 64, "channel": 32, "status": 64, "msg_id": 255}
 # FynoOutbox.State values, spelled out because the mypy plugin types TextChoices
 # members as tuples (a test checks they match).
-OUTBOX_UNKNOWN = "unknown"
 OUTBOX_SENT = "sent"
+# States a delivery report proves wrong: the row was sent. ("failed" is Fyno's
+# own refusal and is kept as it is, for staff to look at.)
+PROVEN_BY_A_REPORT = frozenset({"pending", "sending", "unknown", "dead"})
 
 
 # --- authentication and verification ----------------------------------------
 
 
 def configured_secrets() -> list[str]:
-    """The non-empty secrets of ``FYNO["WEBHOOK_SECRET"]`` (a string or a list of them)."""
-    value = fyno_settings.WEBHOOK_SECRET
-    values = [value] if isinstance(value, str) else value
-    if not isinstance(values, (list, tuple)):
+    """The non-empty secrets of ``FYNO["WEBHOOK_SECRET"]`` (a string or a list of them).
+
+    An invalid value (fyno.E008) counts as none: the webhook fails closed.
+    """
+    try:
+        return list(fyno_settings.WEBHOOK_SECRET)
+    except FynoConfigurationError:
         return []
-    return [secret for secret in values if isinstance(secret, str) and secret]
 
 
 def check_secret(given: str | None) -> None:
@@ -253,10 +258,13 @@ def _apply(row: FynoOutbox, item: ParsedReport) -> set[str]:
     if item.status.lower() in DELIVERED_STATUSES and row.delivered_at is None:
         row.delivered_at = item.timestamp or timezone.now()
         changed.add("delivered_at")
-    if row.state == OUTBOX_UNKNOWN:
-        # Fyno only reports on events it accepted: the ambiguous send went through.
+    if row.state in PROVEN_BY_A_REPORT:
+        # Fyno only reports on events it accepted: whatever we thought (an
+        # ambiguous send, a retry waiting, a send in flight), it went through,
+        # and it must not be sent again.
         row.state = OUTBOX_SENT
-        changed.add("state")
+        row.lease_expires_at = None
+        changed.update({"state", "lease_expires_at"})
         if row.sent_at is None:
             row.sent_at = timezone.now()
             changed.add("sent_at")

@@ -6,6 +6,7 @@ the package's pytest plugin, :mod:`django_fyno.testing`, as users get them.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from collections.abc import Callable
@@ -13,7 +14,9 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.fixtures_celery"]
+# Celery is an optional extra: without it, the Celery fixtures are absent and the
+# tests that need them skip (tests/test_without_celery.py runs that way).
+pytest_plugins = ["tests.fixtures_celery"] if importlib.util.find_spec("celery") else []
 
 
 def make_user(name: str, *, save: bool = True, **extra: Any) -> Any:
@@ -25,6 +28,14 @@ def make_user(name: str, *, save: bool = True, **extra: Any) -> Any:
     if save:
         user.save()
     return user
+
+
+def here() -> dict[str, str]:
+    """The workspace fields of a row written now for the project's workspace (the
+    settings in force), for tests that create outbox or profile rows directly."""
+    from django_fyno.clients import default_workspace
+
+    return default_workspace().fields()
 
 
 def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
@@ -48,6 +59,15 @@ def require_service(name: str, available: bool, why: str) -> None:
     if os.environ.get("FYNO_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{name} is required (FYNO_REQUIRE_SERVICES=1) but {why}")
     pytest.skip(f"{name} not available: {why}")
+
+
+@pytest.fixture
+def celery_tasks() -> Any:
+    """:mod:`django_fyno.tasks`, for tests of the Celery side; skipped without Celery."""
+    pytest.importorskip("celery", reason="Celery is an optional extra and is not installed")
+    from django_fyno import tasks
+
+    return tasks
 
 
 @pytest.fixture(scope="session")

@@ -262,3 +262,78 @@ def test_the_key_is_not_in_the_client_or_config_repr() -> None:
         client = get_client(_user(WSID="FY1", API_KEY=SECRET))
     assert SECRET not in repr(client)
     assert SECRET not in repr(client.config)
+
+
+# -- a workspace a stored row recorded --------------------------------------------------
+
+
+KEYS = {"FYA": "key-a", "FYB": "key-b"}
+
+
+def workspace_resolver(user: Any = None, *, workspace: Any = None) -> Any:
+    if workspace is not None:
+        resolver_calls.append(workspace)
+        key = KEYS.get(workspace.wsid)
+        return None if key is None else {"WSID": workspace.wsid, "API_KEY": key}
+    return {"WSID": "FYA", "API_KEY": KEYS["FYA"]}
+
+
+def answers_for_another(user: Any = None, *, workspace: Any = None) -> Any:
+    return {"WSID": "FYOTHER", "API_KEY": "k"}
+
+
+def test_a_stored_workspace_gets_its_own_credentials_from_the_resolver() -> None:
+    stored = clients.Workspace("FYB", "test", "http://127.0.0.1:9/v1")
+    with override_settings(FYNO={**BASE, "CLIENT_RESOLVER": f"{__name__}.workspace_resolver"}):
+        client = clients.client_for(stored)
+        assert (client.config.wsid, client.config.endpoint) == ("FYB", "http://127.0.0.1:9/v1")
+        assert client.config.api_key == "key-b"
+        assert resolver_calls == [stored]
+        assert clients.workspace_for(None) == clients.Workspace(
+            "FYA", "test", "https://api.fyno.io/v1"
+        )
+
+
+@pytest.mark.parametrize(
+    ("resolver", "wsid", "message"),
+    [
+        ("workspace_resolver", "FYGONE", "workspace FYGONE can no longer be resolved"),
+        ("answers_for_another", "FYB", "answered for workspace FYOTHER"),
+    ],
+)
+def test_a_stored_workspace_that_cannot_be_resolved_is_never_sent_elsewhere(
+    resolver: str, wsid: str, message: str
+) -> None:
+    stored = clients.Workspace(wsid, "test", "https://api.fyno.io/v1")
+    with (
+        override_settings(FYNO={**BASE, "CLIENT_RESOLVER": f"{__name__}.{resolver}"}),
+        pytest.raises(clients.WorkspaceUnavailable, match=message),
+    ):
+        clients.client_for(stored)
+
+
+def test_without_a_resolver_only_the_settings_workspace_resolves() -> None:
+    with override_settings(FYNO=BASE):
+        ours = clients.client_for(clients.Workspace("FYTEST", "live", "http://127.0.0.1:9/v1"))
+        assert (ours.config.version, ours.config.endpoint) == ("live", "http://127.0.0.1:9/v1")
+        with pytest.raises(clients.WorkspaceUnavailable, match="FYNO\\['WSID'\\] is now FYTEST"):
+            clients.client_for(clients.Workspace("FYOLD", "test", "https://api.fyno.io/v1"))
+        with pytest.raises(clients.WorkspaceUnavailable, match="records no Fyno workspace"):
+            clients.client_for(clients.Workspace("", "", ""))
+
+
+def test_a_resolver_without_the_workspace_keyword_is_a_clear_error() -> None:
+    with (
+        override_settings(FYNO=_resolver_settings()),
+        pytest.raises(FynoConfigurationError, match="must accept a `workspace` keyword"),
+    ):
+        clients.client_for(clients.Workspace("FY1", "test", "https://api.fyno.io/v1"))
+
+
+def test_a_pool_size_gives_a_client_with_that_many_connections() -> None:
+    workspace = clients.default_workspace()
+    assert clients.client_for(workspace, pool_size=32).config.pool_size == 32
+    assert clients.client_for(workspace, pool_size=32) is clients.client_for(
+        workspace, pool_size=32
+    )
+    assert clients.client_for(workspace) is not clients.client_for(workspace, pool_size=32)

@@ -18,8 +18,9 @@ from django.db import connection, transaction
 from django.test import override_settings
 
 import django_fyno
-from django_fyno import notify, verify_otp
-from django_fyno.clients import get_client
+from django_fyno import dispatch, notify, outbox, properties, sync, verify_otp
+from django_fyno.adapter import ProfileAdapter, get_adapter
+from django_fyno.clients import default_workspace, get_client
 from django_fyno.exceptions import FynoTransientError, FynoValidationError
 from django_fyno.models import FynoOutbox
 from django_fyno.notifications import INSERT_BATCH_SIZE
@@ -36,7 +37,10 @@ def fyno(**extra: Any) -> dict[str, Any]:
 def scheduled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The databases notify() asked the outbox to deliver from, one entry per call."""
     calls: list[str] = []
-    monkeypatch.setattr("django_fyno.outbox.schedule_delivery", calls.append)
+    monkeypatch.setattr(
+        "django_fyno.outbox.schedule_delivery",
+        lambda workspaces, using="default": calls.append(using),
+    )
     return calls
 
 
@@ -115,20 +119,18 @@ def test_notify_costs_one_query_and_no_http(
     ada: Any,
     fyno_emulator: Any,
     django_assert_num_queries: Any,
-    django_capture_on_commit_callbacks: Any,
 ) -> None:
     # The user is already loaded, as request.user is: resolving its id costs nothing.
-    with (
-        django_capture_on_commit_callbacks() as callbacks,
-        django_assert_num_queries(1) as captured,
-    ):
+    with django_assert_num_queries(1) as captured:
         notify("welcome", ada, {"name": "Ada"})
     assert captured.captured_queries[0]["sql"].startswith("INSERT")
     with django_assert_num_queries(1):
         notify("welcome", "42")
     assert fyno_emulator.requests == []
-    # Delivery waits for the commit: one callback, for both calls.
-    assert len(callbacks) == 1
+    # Delivery waits for the commit: one drain of the workspace, for both calls.
+    pending = dispatch._current("default")
+    assert pending is not None
+    assert list(pending.work[outbox.DRAIN_JOB]) == [default_workspace().key]
 
 
 @pytest.mark.django_db
@@ -442,3 +444,40 @@ def test_verify_otp_validates_locally(fyno_emulator: Any) -> None:
     with pytest.raises(FynoValidationError):
         verify_otp("", request_id="r-1")
     assert fyno_emulator.requests == []
+
+
+class PkAdapter(ProfileAdapter):
+    def get_distinct_id(self, user: Any) -> Any:
+        return user.pk  # an int, not a string: one rule accepts it everywhere
+
+
+@pytest.mark.django_db
+def test_one_distinct_id_rule_for_sync_notify_and_properties(fyno_emulator: Any) -> None:
+    with override_settings(FYNO=fyno(PROFILE_ADAPTER="tests.test_notify.PkAdapter")):
+        user = make_user("pk")  # synced in-process after commit
+        sync.sync_profile(user.pk)
+        assert fyno_emulator.emulator.profile("test", str(user.pk)) is not None
+        row = notify("welcome", user)
+        assert row.distinct_id == str(user.pk)
+        updates = properties(user).add("logins", 1)
+        assert updates.rows[0].distinct_id == str(user.pk)
+        assert get_adapter().checked_distinct_id(user) == str(user.pk)
+
+
+class BlankAdapter(ProfileAdapter):
+    def get_distinct_id(self, user: Any) -> Any:
+        return "  "
+
+
+@pytest.mark.django_db
+def test_a_blank_distinct_id_is_refused_alike_everywhere(fyno_emulator: Any) -> None:
+    with override_settings(FYNO=fyno(PROFILE_ADAPTER="tests.test_notify.BlankAdapter")):
+        user = make_user("blank")
+        with pytest.raises(FynoValidationError) as raised:
+            notify("welcome", user)
+        assert raised.value.field == "to"
+        assert "get_distinct_id() must return a non-empty string" in str(raised.value)
+        with pytest.raises(FynoValidationError, match="non-empty string"):
+            properties(user)
+        assert sync.sync_profile(user.pk) is sync.SyncOutcome.FAILED
+    assert FynoOutbox.objects.count() == 0

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from django_fyno.models import FynoOutbox
 from django_fyno.testing import FynoEmulatorHandle
+from tests.conftest import here
 from tests.test_outbox_delivery import BASE_FYNO, states
 
 State = FynoOutbox.State
@@ -25,7 +26,7 @@ def run(*args: str) -> str:
 
 def row(state: str, event: str = "welcome", age_days: int = 0, **fields: Any) -> FynoOutbox:
     created = FynoOutbox.objects.create(
-        kind="event", event=event, distinct_id="u1", state=state, attempts=3, **fields
+        **here(), kind="event", event=event, distinct_id="u1", state=state, attempts=3, **fields
     )
     if age_days:  # created_at is auto_now_add: backdate it afterwards
         FynoOutbox.objects.filter(pk=created.pk).update(
@@ -41,12 +42,15 @@ def _no_delivery(settings: Any) -> None:
 
 
 @pytest.mark.django_db
-def test_counts_by_state() -> None:
+def test_counts_by_state(django_assert_num_queries: Any) -> None:
     for state, count in [(State.PENDING, 2), (State.SENT, 3), (State.DEAD, 1)]:
         for _ in range(count):
             row(state)
 
-    lines = dict(line.split() for line in run().splitlines())
+    with django_assert_num_queries(1) as captured:  # one GROUP BY, whatever the row count
+        output = run()
+    assert "GROUP BY" in captured.captured_queries[0]["sql"]
+    lines = dict(line.split() for line in output.splitlines())
 
     assert lines == {
         "pending": "2",
@@ -97,7 +101,7 @@ def test_retry_filters_by_state_event_and_age() -> None:
 def test_retry_schedules_a_drain(
     fyno_emulator: FynoEmulatorHandle, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    settings.FYNO = {**BASE_FYNO, "TASK_MODE": "on_commit"}
+    settings.FYNO = {**BASE_FYNO, "TASK_MODE": "inline"}
     row(State.FAILED, to={"email": "ada@example.com"})
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Iterator
@@ -15,15 +16,18 @@ from django.utils import timezone
 
 from django_fyno import outbox
 from django_fyno.client.exceptions import FynoConnectionError
+from django_fyno.clients import default_workspace
 from django_fyno.models import FynoOutbox
+from django_fyno.pause import Gate, SharedPause
 from django_fyno.testing import FynoEmulatorHandle
+from tests.conftest import here
 
 State = FynoOutbox.State
 BASE_FYNO: dict[str, Any] = {
     "WSID": "FYTEST",
     "API_KEY": "test-api-key",
     "VERSION": "test",
-    "TASK_MODE": "on_commit",
+    "TASK_MODE": "inline",
     # One HTTP attempt per call: the outbox owns retries, and tests never sleep.
     "RETRY": {"MAX_ATTEMPTS": 1},
     "OUTBOX_BACKOFF_MAX": 10.0,
@@ -47,6 +51,7 @@ def make_events(count: int, event: str = "order_shipped", **extra: Any) -> list[
     """``count`` pending event rows, each to its own email address."""
     rows = [
         FynoOutbox(
+            **here(),
             kind="event",
             event=event,
             distinct_id=f"u{i}",
@@ -125,6 +130,7 @@ def test_one_row_uses_send_event_with_the_row_id_as_custom_id(
     fyno_emulator: FynoEmulatorHandle,
 ) -> None:
     row = FynoOutbox.objects.create(
+        **here(),
         kind="event",
         event="welcome",
         to={"email": "ada@example.com"},
@@ -161,6 +167,7 @@ def test_events_of_different_names_go_in_separate_bulks(fyno_emulator: FynoEmula
 def test_rows_not_due_yet_are_left_alone(fyno_emulator: FynoEmulatorHandle) -> None:
     clock = Clock()
     FynoOutbox.objects.create(
+        **here(),
         kind="event",
         event="later",
         distinct_id="u1",
@@ -178,7 +185,7 @@ def test_rows_not_due_yet_are_left_alone(fyno_emulator: FynoEmulatorHandle) -> N
 def test_a_row_fyno_could_never_accept_fails_without_a_request(
     fyno_emulator: FynoEmulatorHandle,
 ) -> None:
-    row = FynoOutbox.objects.create(kind="event", event="welcome")  # no recipient at all
+    row = FynoOutbox.objects.create(**here(), kind="event", event="welcome")  # no recipient at all
 
     report = outbox.drain()
 
@@ -344,7 +351,7 @@ def test_400_for_an_unknown_event_fails_the_rows_without_retry(
     assert len(fyno_emulator.emulator.request_log) == 1
     assert report.failed == 5
     assert states() == {State.FAILED: 5}
-    message = "The notification event name 'unknown' is invalid or does not exists on prod"
+    message = "The notification event name 'unknown' is invalid or does not exists on test"
     assert set(FynoOutbox.objects.values_list("last_error", flat=True)) == {message}
 
 
@@ -386,7 +393,7 @@ def test_consecutive_failures_open_the_circuit_and_one_probe_closes_it(
     assert requests_of(fyno_emulator, "send_bulk") == 2
 
     clock.advance(30)  # cool-down over: half-open, and only one caller may probe
-    pause = outbox.SharedPause("FYTEST|test|https://api.fyno.io/v1", clock)
+    pause = SharedPause(default_workspace(), clock)
     assert pause.gate().probe is True
     assert pause.gate().open is False  # everyone else waits for the probe
     cache.delete(pause.probe_key)
@@ -394,7 +401,7 @@ def test_consecutive_failures_open_the_circuit_and_one_probe_closes_it(
     probe = outbox.drain(clock=clock)
     assert probe.sent == 4
     assert states() == {State.SENT: 4}
-    assert pause.gate() == outbox._Gate(open=True)  # closed again
+    assert pause.gate() == Gate(open=True)  # closed again
 
 
 # -- properties -------------------------------------------------------------------------
@@ -413,7 +420,7 @@ def test_property_operations_of_many_users_go_through_the_batch_endpoint(
         ("$remove", {"tags": "a"}),
     ]
     FynoOutbox.objects.bulk_create(
-        FynoOutbox(kind="property", event=op, distinct_id=user, payload=values)
+        FynoOutbox(**here(), kind="property", event=op, distinct_id=user, payload=values)
         for op, values in operations
         for user in users
     )
@@ -443,11 +450,15 @@ def test_a_lone_property_operation_uses_its_own_endpoint(
     fyno_emulator: FynoEmulatorHandle,
 ) -> None:
     FynoOutbox.objects.create(
-        kind="property", event="$set", distinct_id="u1", payload={"plan": "pro", "seats": 3}
+        **here(),
+        kind="property",
+        event="$set",
+        distinct_id="u1",
+        payload={"plan": "pro", "seats": 3},
     )
     outbox.drain()
     FynoOutbox.objects.create(
-        kind="property", event="$unset", distinct_id="u1", payload={"names": ["seats"]}
+        **here(), kind="property", event="$unset", distinct_id="u1", payload={"names": ["seats"]}
     )
     outbox.drain()
 
@@ -465,9 +476,13 @@ def test_a_lone_property_operation_uses_its_own_endpoint(
 def test_a_refused_batch_item_fails_only_its_row(fyno_emulator: FynoEmulatorHandle) -> None:
     FynoOutbox.objects.bulk_create(
         [
-            FynoOutbox(kind="property", event="$add", distinct_id="u1", payload={"n": 1}),
-            FynoOutbox(kind="property", event="$add", distinct_id="u2", payload={"n": "x"}),
-            FynoOutbox(kind="property", event="$bogus", distinct_id="u3", payload={"n": 1}),
+            FynoOutbox(**here(), kind="property", event="$add", distinct_id="u1", payload={"n": 1}),
+            FynoOutbox(
+                **here(), kind="property", event="$add", distinct_id="u2", payload={"n": "x"}
+            ),
+            FynoOutbox(
+                **here(), kind="property", event="$bogus", distinct_id="u3", payload={"n": 1}
+            ),
         ]
     )
 
@@ -486,26 +501,30 @@ def test_a_refused_batch_item_fails_only_its_row(fyno_emulator: FynoEmulatorHand
 
 @pytest.mark.django_db
 def test_schedule_delivery_publishes_once_per_transaction(
-    settings: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+    celery_tasks: Any,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     configure(settings, TASK_MODE="celery")
     published: list[dict[str, Any]] = []
     monkeypatch.setattr(
-        outbox.deliver_outbox_task, "apply_async", lambda **kw: published.append(kw)
+        celery_tasks.deliver_outbox_task, "apply_async", lambda **kw: published.append(kw)
     )
+    workspace = default_workspace()
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
         for _ in range(50):
             make_events(1)
-            outbox.schedule_delivery("default")
+            outbox.schedule_delivery([workspace])
     assert len(callbacks) == 1
-    assert len(published) == 1
-    assert published[0]["queue"] == "fyno"
+    # Celery's default queue unless CELERY_QUEUE names one.
+    assert published == [{"args": (workspace.key,)}]
 
     def write_then_fail() -> None:
         with transaction.atomic():
             make_events(1)
-            outbox.schedule_delivery("default")
+            outbox.schedule_delivery([workspace])
             raise RuntimeError("rolled back")
 
     with (
@@ -518,18 +537,18 @@ def test_schedule_delivery_publishes_once_per_transaction(
 
 
 @pytest.mark.django_db
-def test_on_commit_mode_drains_in_process_and_never_raises(
+def test_inline_mode_drains_in_process_and_never_raises(
     fyno_emulator: FynoEmulatorHandle, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         make_events(3)
-        outbox.schedule_delivery()
+        outbox.schedule_delivery([default_workspace()])
     assert states() == {State.SENT: 3}
 
     configure(settings, UNKNOWN_POLICY="bogus")  # drain raises FynoConfigurationError
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         make_events(1)
-        outbox.schedule_delivery()
+        outbox.schedule_delivery([default_workspace()])
     assert states() == {State.SENT: 3, State.PENDING: 1}
 
 
@@ -537,26 +556,56 @@ def test_on_commit_mode_drains_in_process_and_never_raises(
 def test_off_mode_schedules_nothing(settings: Any, django_capture_on_commit_callbacks: Any) -> None:
     configure(settings, TASK_MODE="off")
     with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
-        outbox.schedule_delivery()
+        outbox.schedule_delivery([default_workspace()])
     assert callbacks == []
 
 
 @pytest.mark.django_db
 def test_a_paused_deliver_task_schedules_one_wakeup_for_when_the_pause_ends(
-    fyno_emulator: FynoEmulatorHandle, settings: Any, monkeypatch: pytest.MonkeyPatch
+    celery_tasks: Any,
+    fyno_emulator: FynoEmulatorHandle,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     configure(settings, TASK_MODE="celery")
     make_events(3)
-    outbox.SharedPause("FYTEST|test|https://api.fyno.io/v1", timezone.now).rate_limited(20)
+    workspace = default_workspace()
+    SharedPause(workspace).rate_limited(20)
     published: list[dict[str, Any]] = []
     monkeypatch.setattr(
-        outbox.deliver_outbox_task, "apply_async", lambda **kw: published.append(kw)
+        celery_tasks.deliver_outbox_task, "apply_async", lambda **kw: published.append(kw)
     )
 
     for _ in range(5):  # five tasks find the pause active
-        outbox.deliver_outbox_task()
+        celery_tasks.deliver_outbox_task(workspace.key)
 
     assert fyno_emulator.emulator.request_log == []
     assert len(published) == 1
+    assert published[0]["args"][0] == workspace.key
     assert published[0]["countdown"] == pytest.approx(20, abs=1)
     assert states() == {State.PENDING: 3}
+
+
+@pytest.mark.django_db
+def test_rows_that_fail_for_good_are_logged_at_warning(
+    fyno_emulator: FynoEmulatorHandle, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    configure(settings, OUTBOX_MAX_ATTEMPTS=1, OUTBOX_CIRCUIT_THRESHOLD=100)
+    fyno_emulator.emulator.set_events(["known"])
+    unknown = make_events(2, event="nope")
+    caplog.set_level(logging.INFO, logger="django_fyno")
+    outbox.drain()
+    refused = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(refused) == 1
+    text = refused[0].getMessage()
+    assert "event nope" in text
+    assert all(str(row.pk) in text for row in unknown)
+    assert "is invalid or does not exists on test" in text  # Fyno's own message
+
+    caplog.clear()
+    dead = make_events(1, event="known")
+    fyno_emulator.emulator.set_fault("send_event", fail_next=1, fail_next_status=500)
+    outbox.drain()
+    assert FynoOutbox.objects.get(pk=dead[0].pk).state == State.DEAD
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("dead after 1 attempts" in w and str(dead[0].pk) in w for w in warnings), warnings

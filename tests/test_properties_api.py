@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from django_fyno import properties
+from django_fyno.clients import default_workspace
 from django_fyno.exceptions import FynoValidationError
 from django_fyno.models import FynoOutbox
 from django_fyno.notifications import PropertyUpdates
@@ -19,7 +20,10 @@ User = get_user_model()
 @pytest.fixture
 def scheduled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
-    monkeypatch.setattr("django_fyno.outbox.schedule_delivery", calls.append)
+    monkeypatch.setattr(
+        "django_fyno.outbox.schedule_delivery",
+        lambda workspaces, using="default": calls.append(using),
+    )
     return calls
 
 
@@ -138,4 +142,5 @@ def test_an_unsaved_user_is_refused() -> None:
 
 
 def test_repr_names_the_profile() -> None:
-    assert repr(PropertyUpdates("42", "default")) == "<PropertyUpdates for '42'>"
+    updates = PropertyUpdates("42", "default", default_workspace())
+    assert repr(updates) == "<PropertyUpdates for '42'>"

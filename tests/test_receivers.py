@@ -10,9 +10,9 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.test import override_settings
 
-from django_fyno import tasks
+from django_fyno import dispatch, sync
 from django_fyno.models import FynoProfile
-from django_fyno.receivers import _SyncAfterCommit, skip_sync
+from django_fyno.receivers import skip_sync
 
 User = get_user_model()
 
@@ -22,8 +22,12 @@ def fyno(**extra: Any) -> dict[str, Any]:
 
 
 def sync_callbacks(callbacks: list[Any]) -> list[list[Any]]:
-    """The user pks of each sync callback registered (other callbacks: signals)."""
-    return [list(c.user_pks) for c in callbacks if isinstance(c, _SyncAfterCommit)]
+    """The user pks of each sync hand-off registered (other callbacks: signals)."""
+    return [
+        list(c.work[sync.SYNC_JOB])
+        for c in callbacks
+        if isinstance(c, dispatch._Deferred) and sync.SYNC_JOB in c.work
+    ]
 
 
 def operations(emulator: Any) -> list[str]:
@@ -255,26 +259,44 @@ def test_skip_sync_opts_one_instance_or_a_block_out(
 @pytest.mark.django_db
 @override_settings(FYNO=fyno(TASK_MODE="celery", CELERY_QUEUE="fyno-q"))
 def test_celery_mode_enqueues_the_pk_on_the_queue(
-    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+    celery_tasks: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
 ) -> None:
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(tasks.sync_profile_task, "apply_async", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(
+        celery_tasks.sync_profiles_task, "apply_async", lambda **kw: calls.append(kw)
+    )
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         user = User.objects.create(username="ada")
         user.first_name = "Ada"
         user.save()
-    assert calls == [{"args": [user.pk], "queue": "fyno-q"}]
+        bob = User.objects.create(username="bob")
+    # One publish per transaction, carrying every user saved in it, each once.
+    assert calls == [{"args": ([user.pk, bob.pk],), "queue": "fyno-q"}]
+
+
+@pytest.mark.django_db
+@override_settings(FYNO=fyno(TASK_MODE="celery"))
+def test_celery_mode_uses_celerys_default_queue_unless_told(
+    celery_tasks: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        celery_tasks.sync_profiles_task, "apply_async", lambda **kw: calls.append(kw)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        user = User.objects.create(username="ada")
+    assert calls == [{"args": ([user.pk],)}]
 
 
 @pytest.mark.django_db
 @override_settings(FYNO=fyno(TASK_MODE="celery"))
 def test_a_broker_failure_never_reaches_the_caller(
-    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+    celery_tasks: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
 ) -> None:
     def broker_down(**kwargs: Any) -> None:
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr(tasks.sync_profile_task, "apply_async", broker_down)
+    monkeypatch.setattr(celery_tasks.sync_profiles_task, "apply_async", broker_down)
     with django_capture_on_commit_callbacks(execute=True):
         user = User.objects.create(username="ada")
     assert FynoProfile.objects.get(user=user).dirty_since is not None  # the sweeper's job
@@ -292,7 +314,7 @@ def test_off_mode_leaves_the_row_dirty(
 
 
 @pytest.mark.django_db
-def test_on_commit_mode_swallows_sync_errors(
+def test_inline_mode_swallows_sync_errors(
     fyno_emulator: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     fyno_emulator.emulator.set_fault("create_profile", fail_next=10, fail_next_status=503)
@@ -308,6 +330,7 @@ def test_on_commit_mode_swallows_sync_errors(
 @pytest.mark.django_db
 @override_settings(FYNO=fyno(TASK_MODE="celery", SWEEP_AFTER=60))
 def test_sweeper_re_enqueues_stale_rows_and_pending_deletions(
+    celery_tasks: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from datetime import timedelta
@@ -316,17 +339,83 @@ def test_sweeper_re_enqueues_stale_rows_and_pending_deletions(
 
     synced: list[Any] = []
     deletes: list[Any] = []
-    monkeypatch.setattr(tasks.sync_profile_task, "apply_async", lambda **kw: synced.append(kw))
-    monkeypatch.setattr(tasks.delete_profiles_task, "apply_async", lambda **kw: deletes.append(kw))
-    stale, fresh = User.objects.create(username="stale"), User.objects.create(username="fresh")
+    monkeypatch.setattr(
+        celery_tasks.sync_profiles_task, "apply_async", lambda **kw: synced.append(kw)
+    )
+    monkeypatch.setattr(
+        celery_tasks.delete_profiles_task, "apply_async", lambda **kw: deletes.append(kw)
+    )
+    stale = User.objects.create(username="stale")
+    User.objects.create(username="fresh")
     FynoProfile.objects.filter(user=stale).update(
         dirty_since=timezone.now() - timedelta(seconds=120)
     )
     FynoProfile.objects.create(user=None, distinct_id="orphan")
     synced.clear()
 
-    tasks.sweep_task()
-    assert synced == [{"args": [stale.pk], "queue": "fyno"}]
+    celery_tasks.sweep_task()
+    assert synced == [{"args": ([stale.pk],)}]
     assert len(deletes) == 1
     assert FynoProfile.objects.get(distinct_id="orphan").state == FynoProfile.State.DELETING
-    assert fresh.pk not in [call["args"][0] for call in synced]
+
+
+@pytest.fixture
+def published(celery_tasks: Any, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What the sync task would have published (keyword arguments of apply_async)."""
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        celery_tasks.sync_profiles_task, "apply_async", lambda **kw: calls.append(kw)
+    )
+    return calls
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(FYNO=fyno(TASK_MODE="celery"))
+def test_a_save_in_autocommit_costs_no_statement_of_ours_and_one_publish(
+    published: list[dict[str, Any]], django_assert_num_queries: Any
+) -> None:
+    user = User.objects.create(username="ada", email="ada@example.com")
+    published.clear()
+    user.first_name = "Ada"
+    with django_assert_num_queries(1) as captured:  # the user's own UPDATE, nothing else
+        user.save()
+    assert captured.captured_queries[0]["sql"].startswith('UPDATE "auth_user"')
+    assert published == [{"args": ([user.pk],)}]
+    # The publish went out, so no durable marker was needed.
+    assert not FynoProfile.objects.filter(user=user).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(FYNO=fyno(TASK_MODE="celery"))
+def test_a_failed_publish_in_autocommit_leaves_the_durable_marker(
+    celery_tasks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broker_down(**kwargs: Any) -> None:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(celery_tasks.sync_profiles_task, "apply_async", broker_down)
+    user = User.objects.create(username="ada", email="ada@example.com")
+    row = FynoProfile.objects.get(user=user)
+    assert row.dirty_since is not None
+    assert (row.wsid, row.version) == ("FYTEST", "test")  # and its workspace
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(FYNO=fyno(TASK_MODE="celery"))
+def test_saves_inside_atomic_cost_one_statement_per_user_and_one_publish(
+    published: list[dict[str, Any]], django_assert_num_queries: Any
+) -> None:
+    ada = User.objects.create(username="ada")
+    bob = User.objects.create(username="bob")
+    published.clear()
+    # BEGIN, 4 UPDATEs of the users, COMMIT: the caller's own. Ours: one upsert per
+    # user, the first time it is saved in the transaction; no commit of our own.
+    with django_assert_num_queries(8) as captured, transaction.atomic():
+        for user in (ada, bob, ada, bob):
+            user.first_name = "x"
+            user.save()
+    ours = [q["sql"] for q in captured.captured_queries if "django_fyno" in q["sql"]]
+    assert len(ours) == 2
+    assert all(sql.startswith('INSERT INTO "django_fyno_fynoprofile"') for sql in ours)
+    assert published == [{"args": ([ada.pk, bob.pk],)}]
+    assert FynoProfile.objects.filter(dirty_since__isnull=False).count() == 2

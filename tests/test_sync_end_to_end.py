@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+pytest.importorskip("celery", reason="Celery is an optional extra and is not installed")
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import override_settings

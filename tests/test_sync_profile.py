@@ -22,7 +22,6 @@ from django_fyno.signals import (
     profile_synced,
 )
 from django_fyno.sync import SyncOutcome
-from django_fyno.tasks import FynoTask, sync_profile_task
 
 pytestmark = pytest.mark.django_db
 
@@ -103,13 +102,25 @@ def test_unchanged_payload_sends_nothing(fyno_emulator: Any) -> None:
     assert operations(fyno_emulator) == []
 
 
-def test_force_resends_an_unchanged_payload(fyno_emulator: Any) -> None:
-    user = make_user(email="ada@example.com")
+def test_force_resends_the_full_state_over_edits_made_in_fyno(fyno_emulator: Any) -> None:
+    user = make_user(email="ada@example.com", first_name="Ada")
     sync.sync_profile(user.pk)
+    expected = fyno_emulator.emulator.profile("test", str(user.pk))
+    # Someone edits the profile in Fyno directly; our hash still matches.
+    client = get_client()
+    client.update_profile(str(user.pk), name="Edited", status=0)
+    client.update_channels(str(user.pk), {"email": "edited@example.com"})
     fyno_emulator.emulator.clear_request_log()
-    assert sync.sync_profile(user.pk, force=True) is SyncOutcome.UPDATED
-    # Nothing differs from what Fyno has, so even a forced sync sends only a no-op diff.
+    assert sync.sync_profile(user.pk) is SyncOutcome.UNCHANGED
     assert operations(fyno_emulator) == []
+
+    assert sync.sync_profile(user.pk, force=True) is SyncOutcome.UPDATED
+    # The profile PUT without channel, then every synced channel with PATCH.
+    assert operations(fyno_emulator) == ["update_profile", "update_channels"]
+    assert "channel" not in fyno_emulator.emulator.request_log[0].body
+    restored = fyno_emulator.emulator.profile("test", str(user.pk))
+    assert (restored["name"], restored["status"]) == ("Ada", 1)
+    assert restored["channel"]["email"] == expected["channel"]["email"] == "ada@example.com"
 
 
 def test_name_change_is_a_put_without_channel(fyno_emulator: Any) -> None:
@@ -330,24 +341,41 @@ def test_transient_error_is_raised_counted_then_recovers(fyno_emulator: Any) -> 
     assert fyno_emulator.emulator.profile("test", str(user.pk))["name"] == "Augusta"
 
 
-def test_task_retry_policy_retries_transient_errors_only() -> None:
-    assert isinstance(sync_profile_task, FynoTask)
-    assert sync_profile_task.autoretry_for == (FynoTransientError,)
-    assert sync_profile_task.acks_late is True
-    assert sync_profile_task.ignore_result is True
-    assert sync_profile_task.retry_backoff is True
-    assert sync_profile_task.retry_jitter is True
-    assert sync_profile_task.max_retries == 8
+def test_task_retries_only_the_users_with_a_transient_error(
+    fyno_emulator: Any, monkeypatch: pytest.MonkeyPatch, celery_tasks: Any
+) -> None:
+    sync_profiles_task = celery_tasks.sync_profiles_task
+    assert isinstance(sync_profiles_task, celery_tasks.FynoTask)
+    assert sync_profiles_task.acks_late is True
+    assert sync_profiles_task.ignore_result is True
+    assert sync_profiles_task.max_retries == 8
     with override_settings(FYNO=fyno(SYNC_MAX_RETRIES=2)):
-        assert sync_profile_task.max_retries == 2
+        assert sync_profiles_task.max_retries == 2
+    ada = make_user(email="ada@example.com")
+    bob = make_user(username="bob", email="bob@example.com")
+    fyno_emulator.emulator.set_fault("create_profile", fail_next=1, fail_next_status=503)
+    retried: list[dict[str, Any]] = []
+
+    def retry(**kwargs: Any) -> Exception:
+        retried.append(kwargs)
+        return RuntimeError("retry raised")
+
+    monkeypatch.setattr(sync_profiles_task, "retry", retry)
+    with override_settings(FYNO=fyno()), pytest.raises(RuntimeError, match="retry raised"):
+        sync_profiles_task.run([ada.pk, bob.pk])
+    # Ada met the 503 and is retried alone, with a backoff; Bob was synced.
+    assert [call["args"] for call in retried] == [[[ada.pk]]]
+    assert isinstance(retried[0]["exc"], FynoTransientError)
+    assert 0 <= retried[0]["countdown"] <= 600
+    assert fyno_emulator.emulator.profile("test", str(bob.pk)) is not None
 
 
 def test_dirty_mark_bumped_during_a_sync_is_kept(fyno_emulator: Any) -> None:
     user = make_user(email="ada@example.com")
-    sync.mark_dirty(user.pk)
+    sync.mark_dirty([user])
 
     def newer_save(**kwargs: Any) -> None:
-        sync.mark_dirty(user.pk)  # a save committed while we were talking to Fyno
+        sync.mark_dirty([user])  # a save committed while we were talking to Fyno
 
     pre_profile_sync.connect(newer_save)
     try:
@@ -416,10 +444,41 @@ class NobodyAdapter(ProfileAdapter):
 
 
 @override_settings(FYNO=fyno(PROFILE_ADAPTER="tests.test_sync_profile.NobodyAdapter"))
-def test_should_sync_false_sends_nothing(fyno_emulator: Any) -> None:
+def test_should_sync_false_never_creates_a_profile(fyno_emulator: Any) -> None:
     user = make_user(email="ada@example.com")
-    assert sync.sync_profile(user.pk) is SyncOutcome.SKIPPED
+    assert sync.sync_profile(user.pk) is SyncOutcome.EXCLUDED
     assert operations(fyno_emulator) == []
+    assert FynoProfile.objects.get(user=user).state == FynoProfile.State.EXCLUDED
+
+
+class ActiveCustomersAdapter(ProfileAdapter):
+    def should_sync(self, user: Any) -> bool:
+        return user.last_name != "Excluded"
+
+
+@override_settings(FYNO=fyno(PROFILE_ADAPTER="tests.test_sync_profile.ActiveCustomersAdapter"))
+def test_a_user_who_stops_qualifying_gets_status_0_then_1_again(fyno_emulator: Any) -> None:
+    user = make_user(email="ada@example.com", first_name="Ada")
+    assert sync.sync_profile(user.pk) is SyncOutcome.CREATED
+    fyno_emulator.emulator.clear_request_log()
+
+    resave(user, last_name="Excluded")
+    assert sync.sync_profile(user.pk) is SyncOutcome.EXCLUDED
+    assert operations(fyno_emulator) == ["update_profile"]
+    assert fyno_emulator.emulator.request_log[0].body == {"status": 0}
+    assert fyno_emulator.emulator.profile("test", str(user.pk))["status"] == 0
+    row = FynoProfile.objects.get(user=user)
+    assert (row.state, row.payload["status"]) == (FynoProfile.State.EXCLUDED, 0)
+    # Still excluded: nothing more to send.
+    fyno_emulator.emulator.clear_request_log()
+    assert sync.sync_profile(user.pk) is SyncOutcome.EXCLUDED
+    assert operations(fyno_emulator) == []
+
+    resave(user, last_name="Lovelace")
+    assert sync.sync_profile(user.pk) is SyncOutcome.UPDATED
+    profile = fyno_emulator.emulator.profile("test", str(user.pk))
+    assert (profile["status"], profile["name"]) == (1, "Ada Lovelace")
+    assert FynoProfile.objects.get(user=user).state == FynoProfile.State.SYNCED
 
 
 def test_missing_user_and_disabled_sync_send_nothing(fyno_emulator: Any) -> None:

@@ -19,7 +19,7 @@ User = get_user_model()
 @pytest.fixture(autouse=True)
 def _no_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
     # What is checked here is the outbox, not delivery.
-    monkeypatch.setattr("django_fyno.outbox.schedule_delivery", lambda using: None)
+    monkeypatch.setattr("django_fyno.outbox.schedule_delivery", lambda *args, **kwargs: None)
 
 
 def test_the_plugin_imports_without_django_models() -> None:

@@ -6,14 +6,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
 from django.utils import timezone
 
 from django_fyno import outbox
 from django_fyno.models import FynoOutbox
-
-State = FynoOutbox.State
-RETRYABLE = (State.FAILED, State.DEAD, State.UNKNOWN)
+from django_fyno.outbox.operations import RETRYABLE
 
 
 class Command(BaseCommand):
@@ -70,9 +67,7 @@ class Command(BaseCommand):
             self._counts()
 
     def _counts(self) -> None:
-        counts = {state: 0 for state in State.values}
-        for state in FynoOutbox.objects.values_list("state", flat=True):
-            counts[state] += 1
+        counts = outbox.counts()
         width = max(len(state) for state in counts)
         for state, count in counts.items():
             self.stdout.write(f"{state:<{width}}  {count}")
@@ -88,23 +83,13 @@ class Command(BaseCommand):
             rows = rows.filter(
                 created_at__lt=timezone.now() - timedelta(days=options["older_than"])
             )
-        with transaction.atomic():
-            # A fresh start: attempts from zero, due now.
-            count = rows.update(
-                state=State.PENDING,
-                attempts=0,
-                next_attempt_at=timezone.now(),
-                lease_expires_at=None,
-            )
-            if count:
-                outbox.schedule_delivery()
+        count = outbox.retry(rows)
         self.stdout.write(f"Put {count} message(s) back in the queue.")
 
     def _purge(self, days: int) -> None:
         if days < 0:
             raise CommandError("--purge-sent must be 0 or more days")
-        cutoff = timezone.now() - timedelta(days=days)
-        deleted, _ = FynoOutbox.objects.filter(state=State.SENT, sent_at__lt=cutoff).delete()
+        deleted = outbox.purge_sent(days)
         self.stdout.write(f"Deleted {deleted} sent message(s) older than {days} day(s).")
 
     def _drain(self) -> None:

@@ -1,0 +1,194 @@
+"""Recording outcomes: each row's state after a send, written only while the claim owns it.
+
+Every write carries the claim's token (the lease expiry), so a drainer that
+outlived its lease cannot overwrite a row someone else has re-claimed. Rows
+that fail for good are logged at WARNING with their event, ids and Fyno's message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Case, F, JSONField, QuerySet, Value, When
+
+from django_fyno.client.backoff import full_jitter
+from django_fyno.conf import fyno_settings
+from django_fyno.exceptions import MAX_ERROR_LENGTH
+from django_fyno.models import FynoOutbox
+from django_fyno.outbox.claim import Clock
+from django_fyno.outbox.send import Reply
+
+__all__ = ["DrainReport", "Writer", "backoff"]
+
+logger = logging.getLogger("django_fyno.outbox")
+_State = FynoOutbox.State
+_LOGGED_IDS = 10
+
+
+@dataclass
+class DrainReport:
+    """What one drain did, in rows (``requests``: HTTP requests sent)."""
+
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0  # Fyno refused them (400) or they can never be sent
+    retried: int = 0  # back to pending for a later attempt
+    ambiguous: int = 0  # may or may not have reached Fyno (5xx, read timeout)
+    held: int = 0  # ambiguous and left "unknown" (UNKNOWN_POLICY "hold")
+    dead: int = 0  # OUTBOX_MAX_ATTEMPTS reached
+    released: int = 0  # claimed, then handed back unsent (pause, or a pass cut short)
+    lost: int = 0  # outcome not written: the lease had expired and the row was taken back
+    requests: int = 0
+    paused: bool = False
+    # Seconds until there is work again (pause or backoff); None: nothing pending.
+    retry_in: float | None = None
+
+    def add(self, other: DrainReport) -> None:
+        """Sum ``other`` into this report (a drain of several workspaces)."""
+        for name in ("claimed", "sent", "failed", "retried", "ambiguous", "held", "dead"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("released", "lost", "requests"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.paused = self.paused or other.paused
+        if other.retry_in is not None:
+            self.retry_in = min(self.retry_in, other.retry_in) if self.retry_in else other.retry_in
+
+
+def backoff(attempts: int) -> timedelta:
+    """The wait before a row's next attempt: full jitter (the client's formula)."""
+    return timedelta(
+        seconds=full_jitter(
+            attempts, fyno_settings.OUTBOX_BACKOFF_BASE, fyno_settings.OUTBOX_BACKOFF_MAX
+        )
+    )
+
+
+def _log_given_up(rows: list[FynoOutbox], state: str, message: str) -> None:
+    if not rows:
+        return
+    ids = ", ".join(str(row.pk) for row in rows[:_LOGGED_IDS])
+    more = f" and {len(rows) - _LOGGED_IDS} more" if len(rows) > _LOGGED_IDS else ""
+    events = ", ".join(sorted({row.event for row in rows}))
+    logger.warning(
+        "Fyno outbox: %d message(s) %s (event %s; rows %s%s): %s",
+        len(rows),
+        state,
+        events,
+        ids,
+        more,
+        message,
+    )
+
+
+class Writer:
+    """Writes outcomes of one claim, only to rows that still carry its token."""
+
+    def __init__(self, token: datetime, report: DrainReport, clock: Clock) -> None:
+        self.token = token
+        self.report = report
+        self.clock = clock
+
+    def _owned(self, pks: Iterable[int]) -> QuerySet[FynoOutbox]:
+        rows: QuerySet[FynoOutbox] = FynoOutbox.objects.filter(
+            pk__in=list(pks), state=_State.SENDING, lease_expires_at=self.token
+        )
+        return rows
+
+    def _update(self, pks: list[int], **fields: Any) -> int:
+        written = int(self._owned(pks).update(lease_expires_at=None, **fields))
+        self.report.lost += len(pks) - written
+        return written
+
+    def sent(self, reply: Reply, rows: list[FynoOutbox]) -> None:
+        pks = list(reply.results)
+        if pks:
+            whens = [
+                When(pk=pk, then=Value(result, JSONField())) for pk, result in reply.results.items()
+            ]
+            self.report.sent += self._update(
+                pks,
+                state=_State.SENT,
+                request_id=reply.request_id[:64],
+                result=Case(*whens, output_field=JSONField()),
+                sent_at=self.clock(),
+                attempts=F("attempts") + 1,
+                last_error="",
+            )
+        by_pk = {row.pk: row for row in rows}
+        for pk, message in reply.refused.items():
+            written = self._update(
+                [pk],
+                state=_State.FAILED,
+                request_id=reply.request_id[:64],
+                attempts=F("attempts") + 1,
+                last_error=message,
+            )
+            self.report.failed += written
+            if written:
+                _log_given_up([by_pk[pk]], "refused by Fyno", message)
+
+    def failed(self, rows: list[FynoOutbox], message: str) -> None:
+        message = message[:MAX_ERROR_LENGTH]
+        self.report.failed += self._update(
+            [row.pk for row in rows],
+            state=_State.FAILED,
+            attempts=F("attempts") + 1,
+            last_error=message,
+        )
+        _log_given_up(rows, "failed", message)
+
+    def release(self, rows: list[FynoOutbox], message: str = "") -> None:
+        """Hand back rows that were never sent: no attempt counted."""
+        fields: dict[str, Any] = {"state": _State.PENDING}
+        if message:
+            fields["last_error"] = message[:MAX_ERROR_LENGTH]
+        self.report.released += self._update([row.pk for row in rows], **fields)
+
+    def rate_limited(self, rows: list[FynoOutbox], retry_after: float, message: str) -> None:
+        """429: Fyno refused to look at the request; the attempt is not counted."""
+        due = self.clock() + timedelta(seconds=retry_after)
+        self.report.retried += self._update(
+            [row.pk for row in rows], state=_State.PENDING, next_attempt_at=due, last_error=message
+        )
+
+    def retry_later(self, rows: list[FynoOutbox], message: str, *, ambiguous: bool) -> None:
+        """Back to pending with backoff (counted as an attempt), or dead at the limit."""
+        max_attempts = fyno_settings.OUTBOX_MAX_ATTEMPTS
+        now = self.clock()
+        dead = []
+        with transaction.atomic():
+            for row in rows:
+                attempts = row.attempts + 1
+                if attempts >= max_attempts:
+                    if self._update(
+                        [row.pk], state=_State.DEAD, attempts=attempts, last_error=message
+                    ):
+                        self.report.dead += 1
+                        dead.append(row)
+                    continue
+                written = self._update(
+                    [row.pk],
+                    state=_State.PENDING,
+                    attempts=attempts,
+                    next_attempt_at=now + backoff(attempts),
+                    last_error=message,
+                )
+                self.report.retried += written
+        if ambiguous:
+            self.report.ambiguous += len(rows)
+        _log_given_up(dead, f"dead after {max_attempts} attempts", message)
+
+    def hold(self, rows: list[FynoOutbox], message: str) -> None:
+        """Ambiguous under UNKNOWN_POLICY "hold": left for staff or a delivery report."""
+        self.report.ambiguous += len(rows)
+        self.report.held += self._update(
+            [row.pk for row in rows],
+            state=_State.UNKNOWN,
+            attempts=F("attempts") + 1,
+            last_error=message,
+        )
