@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
+from django.contrib.auth import decorators as auth_decorators
 from django.core.exceptions import RequestDataTooBig
 from django.http import (
     HttpRequest,
@@ -19,9 +21,46 @@ from django.views.decorators.csrf import csrf_exempt
 
 from django_fyno import webhooks
 
-__all__ = ["DeliveryReportWebhookView", "FynoWebhookView"]
+__all__ = [
+    "SECRET_PLACEHOLDER",
+    "DeliveryReportWebhookView",
+    "FynoWebhookView",
+    "WebhookSecret",
+]
 
 logger = logging.getLogger(__name__)
+
+# What Django's error handling sees in place of the webhook secret.
+SECRET_PLACEHOLDER = "<secret>"  # noqa: S105 - a placeholder, not a secret
+
+
+def _no_login_to_opt_out_of(view_func: Any) -> Any:
+    """Django < 5.1 has no ``LoginRequiredMiddleware``: nothing to opt out of."""
+    return view_func
+
+
+# Fyno cannot log in: exempt the webhooks from LoginRequiredMiddleware (Django >= 5.1).
+_login_not_required = getattr(auth_decorators, "login_not_required", _no_login_to_opt_out_of)
+
+
+class WebhookSecret:
+    """A webhook secret from the URL path, shown as ``<secret>`` by ``repr`` and ``str``.
+
+    The ``fyno_secret`` path converter of :mod:`django_fyno.urls` hands the
+    secret to the view as one of these, so the keyword arguments that every
+    frame of a traceback holds (which Django's HTML error mail and error
+    trackers show) do not reveal it. ``value`` is the secret itself.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return SECRET_PLACEHOLDER
+
+    __str__ = __repr__
 
 
 def _unlogged(response: HttpResponse) -> HttpResponse:
@@ -31,32 +70,89 @@ def _unlogged(response: HttpResponse) -> HttpResponse:
     return response
 
 
-@method_decorator(csrf_exempt, name="dispatch")
+def _given_secret(request: HttpRequest, in_path: object) -> str | None:
+    """The secret the request carries: in the path (``secret`` argument), else the header."""
+    if isinstance(in_path, WebhookSecret):
+        return in_path.value
+    if in_path is not None:
+        return str(in_path)  # a route of the project's own, with a plain converter
+    return request.headers.get(webhooks.SECRET_HEADER)
+
+
+def _mask_secret(request: HttpRequest, secret: str | None, *kwargs_dicts: Any) -> None:
+    """Replace ``secret`` with ``<secret>`` in what Django's error handling reads of ``request``.
+
+    That is ``path``, ``path_info``, every text of ``META`` (``PATH_INFO``, the
+    server's ``REQUEST_URI``/``RAW_URI``, the secret header), ``headers``, the
+    ASGI scope's path, and the URL keyword arguments (in ``resolver_match`` and
+    ``kwargs_dicts``), so the ``django.request`` log line, the ADMINS mail,
+    ``got_request_exception`` receivers and error trackers never see it.
+    """
+    if not secret:
+        return
+    forms = sorted({secret, quote(secret, safe="")}, key=len, reverse=True)
+
+    def masked(text: str) -> str:
+        for form in forms:
+            text = text.replace(form, SECRET_PLACEHOLDER)
+        return text
+
+    request.path = masked(request.path)
+    request.path_info = masked(request.path_info)
+    meta = request.META
+    for key, value in meta.items():
+        if isinstance(value, str):
+            meta[key] = masked(value)
+    # A cached_property built from META: drop it so it is rebuilt from the masked one.
+    request.__dict__.pop("headers", None)
+    scope = getattr(request, "scope", None)
+    if isinstance(scope, dict):
+        if isinstance(scope.get("path"), str):
+            scope["path"] = masked(scope["path"])
+        if isinstance(scope.get("raw_path"), bytes):
+            scope["raw_path"] = masked(scope["raw_path"].decode("latin-1")).encode("latin-1")
+    match = request.resolver_match
+    if match is not None:
+        # captured_kwargs: the values the converters gave (Django >= 4.1).
+        captured = getattr(match, "captured_kwargs", None) or {}
+        kwargs_dicts = (match.kwargs, captured, *kwargs_dicts)
+    for kwargs in kwargs_dicts:
+        for key, value in kwargs.items():
+            if isinstance(value, str) and value == secret:
+                kwargs[key] = SECRET_PLACEHOLDER
+
+
+@method_decorator([csrf_exempt, _login_not_required], name="dispatch")
 class FynoWebhookView(View):
     """Base of Fyno's webhook views: the secret first, then Fyno's verification GET.
 
-    The secret comes from the URL (a ``secret`` keyword argument) or, on the
-    route without it, the ``X-Fyno-Webhook-Secret`` header. Subclasses implement
-    ``post``. A :class:`~django_fyno.webhooks.FynoWebhookRejected` raised
-    anywhere becomes a short plain-text 400/403, logged at WARNING on
-    ``django.security.<class name>`` without a traceback or the path.
+    The secret comes from the URL (a ``secret`` keyword argument, a
+    :class:`WebhookSecret` or a string) or, on the route without it, the
+    ``X-Fyno-Webhook-Secret`` header. Subclasses implement ``post``. A
+    :class:`~django_fyno.webhooks.FynoWebhookRejected` raised anywhere becomes
+    a short plain-text 400/403, logged at WARNING on
+    ``django.security.<class name>`` without a traceback or the path. Any other
+    exception goes to Django's handling (``got_request_exception``, the 500
+    page, the ``django.request`` log, ADMINS mail) with the secret masked out
+    of the request first. Exempt from CSRF and from ``LoginRequiredMiddleware``.
     """
 
     http_method_names = ("get", "post")
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        secret = kwargs.pop("secret", None)
+        # A WebhookSecret on django-fyno's route: never unwrap it into a local
+        # variable here, since tracebacks (HTML error mail, error trackers) show them.
+        in_path = kwargs.pop("secret", None)
         try:
-            webhooks.check_secret(
-                secret if secret is not None else request.headers.get(webhooks.SECRET_HEADER)
-            )
+            webhooks.check_secret(_given_secret(request, in_path))
             return super().dispatch(request, *args, **kwargs)
         except webhooks.FynoWebhookRejected as rejection:
             return self.rejected(rejection)
         except Exception:
-            # Not Django's handler: it would log the path, and with it the secret.
-            logger.exception("Fyno webhook %s failed", type(self).__name__)
-            return _unlogged(HttpResponse("Internal error", status=500, content_type="text/plain"))
+            # A bug or a database error: Django's handler reports it as for any
+            # view, but everything it reports shows the request's path.
+            _mask_secret(request, _given_secret(request, in_path), getattr(self, "kwargs", {}))
+            raise
 
     def rejected(self, rejection: webhooks.FynoWebhookRejected) -> HttpResponse:
         """The response to a refused request (no secret, no traceback in it)."""

@@ -3,16 +3,21 @@
 Importing this module makes :data:`tests.celery_app.app` the current Celery
 app; it connects to nothing. Only tests that use ``celery_worker_on_redis``
 start a worker.
+
+The broker's keys carry this run's prefix (``tests/settings.py``), so a run
+never sees another's queues; at the end of a run that used the broker, its
+keys are deleted.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from celery.contrib.testing.worker import start_worker
-from celery.signals import task_postrun
+from celery.signals import before_task_publish, task_postrun
 from celery.worker import WorkController
 from django.db import connection, connections
 
@@ -22,11 +27,14 @@ from tests.conftest import require_service
 
 _CLOSE_DB_UID = "tests.fixtures_celery.close_worker_db_connections"
 
+# Whether this run used the broker (then its keys are deleted when the run ends).
+_broker_used = False
+
 
 def worker_queues() -> list[str]:
     """The queues the test worker consumes: Celery's default and django-fyno's."""
     queues = [app.conf.task_default_queue]
-    if fyno_settings.CELERY_QUEUE not in queues:
+    if fyno_settings.CELERY_QUEUE and fyno_settings.CELERY_QUEUE not in queues:
         queues.append(fyno_settings.CELERY_QUEUE)
     return queues
 
@@ -48,7 +56,8 @@ def _redis_problem(url: str) -> str | None:
 
 
 def _purge(queues: list[str]) -> None:
-    """Drop messages left in ``queues`` (by an earlier, interrupted run)."""
+    """Drop messages left in ``queues`` (by an earlier test, or an interrupted run of the same
+    ``FYNO_TEST_RUN_ID``)."""
     with app.connection_for_write() as conn:
         channel = conn.default_channel
         for queue in queues:
@@ -63,14 +72,50 @@ def _close_worker_db_connections(sender: Any = None, **kwargs: Any) -> None:
         connections.close_all()
 
 
+def run_key_prefix() -> str:
+    """The prefix of every Redis key of this run's broker."""
+    prefix: str = app.conf.broker_transport_options["global_keyprefix"]
+    return prefix
+
+
+@before_task_publish.connect(weak=False, dispatch_uid="tests.fixtures_celery.broker_used")
+def _note_broker_used(**kwargs: Any) -> None:
+    global _broker_used
+    _broker_used = True
+
+
+def _delete_run_keys() -> None:
+    """Delete this run's keys (queues, bindings, the worker's bookkeeping) from Redis."""
+    import redis
+
+    pattern = re.sub(r"([][*?\\])", r"\\\1", run_key_prefix()) + "*"  # glob-escaped
+    try:
+        client = redis.Redis.from_url(
+            app.conf.broker_url, socket_connect_timeout=1, socket_timeout=1
+        )
+        try:
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+    except redis.RedisError:
+        pass  # Redis went away: the keys stay, under a prefix no other run uses.
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _broker_used:
+        _delete_run_keys()
+
+
 @pytest.fixture
 def celery_worker_on_redis(transactional_db: None) -> Iterator[WorkController]:
     """A real Celery worker, in threads of this process, consuming from Redis.
 
     It consumes Celery's default queue and ``FYNO["CELERY_QUEUE"]``, emptied
     before and after the test, with 2 pool threads. Send tasks with
-    ``.delay()``/``apply_async()`` and wait for their effect (``AsyncResult.get``
-    works: the result backend is Redis too).
+    ``.delay()``/``apply_async()`` and wait for their effect (there is no result
+    backend). The queues are this run's own (their keys carry its prefix).
 
     Tasks run in other threads, with their own database connections, so they
     only see committed data: the fixture brings in ``transactional_db`` (a
@@ -87,6 +132,8 @@ def celery_worker_on_redis(transactional_db: None) -> Iterator[WorkController]:
     )
     problem = _redis_problem(app.conf.broker_url)
     require_service("Redis", problem is None, problem or "")
+    global _broker_used
+    _broker_used = True
     queues = worker_queues()
     _purge(queues)
     task_postrun.connect(_close_worker_db_connections, weak=False, dispatch_uid=_CLOSE_DB_UID)

@@ -9,7 +9,9 @@ collects (``TestXxxWebhookSecurity``), and fill in the hooks:
 - ``valid_body()``: a JSON-able body the view accepts (it may create rows);
 - ``unknown_reference_body()``: a well-formed body naming something that does
   not exist, which the view must refuse with 400;
-- ``stored_count()``: how many rows the view has stored.
+- ``stored_count()``: how many rows the view has stored;
+- ``break_view(monkeypatch)``: make the view fail on ``valid_body()`` with an
+  unexpected error (a bug, a database error), whose message says ``"database is gone"``.
 
 The suite itself is not collected (its name does not start with ``Test``).
 """
@@ -18,13 +20,20 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pytest
-from django.http import HttpResponse
-from django.test import Client
-from django.urls import reverse
+from asgiref.sync import async_to_sync
+from django.contrib.auth import middleware as auth_middleware
+from django.core import mail
+from django.core.signals import got_request_exception
+from django.http import HttpRequest, HttpResponse
+from django.test import AsyncClient, Client
+from django.urls import resolve, reverse
+from django.utils.log import AdminEmailHandler
 
 from django_fyno.webhooks import SECRET_HEADER
 
@@ -60,6 +69,9 @@ class WebhookSecuritySuite:
         raise NotImplementedError
 
     def stored_count(self) -> int:
+        raise NotImplementedError
+
+    def break_view(self, monkeypatch: pytest.MonkeyPatch) -> None:
         raise NotImplementedError
 
     # --- helpers -------------------------------------------------------------
@@ -246,6 +258,9 @@ class WebhookSecuritySuite:
         assert self.secret not in caplog.text
         assert "Traceback" not in caplog.text
         assert not [record for record in caplog.records if record.exc_info]
+        # Not even masked: a rejection is logged without the path, and not by django.request.
+        assert self.header_url() not in caplog.text
+        assert not [record for record in caplog.records if record.name == "django.request"]
 
     def test_rejections_are_logged_as_security_warnings(
         self, client: Client, caplog: pytest.LogCaptureFixture
@@ -256,3 +271,165 @@ class WebhookSecuritySuite:
         names = [r.name for r in caplog.records if r.levelname == "WARNING"]
         assert any(name.startswith("django.security.") for name in names)
         assert len([name for name in names if name.startswith("django.security.")]) == 2
+
+    # --- behind LoginRequiredMiddleware (Django >= 5.1) -----------------------
+
+    @pytest.fixture
+    def login_required_everywhere(self, settings: Any) -> None:
+        if not hasattr(auth_middleware, "LoginRequiredMiddleware"):
+            pytest.skip("Django < 5.1 has no LoginRequiredMiddleware")
+        settings.MIDDLEWARE = [
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "django.contrib.auth.middleware.LoginRequiredMiddleware",
+        ]
+
+    @pytest.mark.usefixtures("login_required_everywhere")
+    def test_login_required_middleware_lets_fyno_in(self, client: Client) -> None:
+        verification = client.get(self.path_url(), {"fyno_token": "tok"})
+        assert (verification.status_code, verification.content) == (200, b"tok")
+        assert self.post(client, self.valid_body()).status_code == 200
+        in_header = self.post(
+            client, self.valid_body(), url=self.header_url(), headers={SECRET_HEADER: self.secret}
+        )
+        assert in_header.status_code == 200
+        assert self.stored_count() > 0
+
+    @pytest.mark.usefixtures("login_required_everywhere")
+    def test_login_required_middleware_is_in_force_for_other_views(
+        self, client: Client, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The control: the same request to a view without the exemption goes to login.
+        monkeypatch.setattr(resolve(self.path_url()).func, "login_required", True, raising=False)
+        response = client.get(self.path_url(), {"fyno_token": "tok"})
+        assert response.status_code == 302
+        assert response["Location"].startswith("/accounts/login/")
+
+    # --- an unexpected error ---------------------------------------------------
+
+    @pytest.fixture
+    def failure(
+        self,
+        settings: Any,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+        request: pytest.FixtureRequest,
+    ) -> Iterator[Failure]:
+        """The view broken, ADMINS mail configured, and what Django's handling saw."""
+        include_html = getattr(request, "param", False)
+        settings.DEBUG = False
+        settings.ADMINS = [("Ops", "ops@example.com")]
+        caplog.set_level("DEBUG")
+        self.break_view(monkeypatch)
+        seen = Failure(html_mail=include_html)
+
+        def receiver(sender: Any, request: HttpRequest, **kwargs: Any) -> None:
+            seen.signals.append(_what_a_receiver_sees(request))
+
+        handler = AdminEmailHandler(include_html=include_html)
+        handler.setLevel(logging.ERROR)
+        # Where Django's default LOGGING puts it (the test settings configure none).
+        django_logger = logging.getLogger("django")
+        django_logger.addHandler(handler)
+        got_request_exception.connect(receiver, dispatch_uid="webhook-suite")
+        try:
+            yield seen
+        finally:
+            got_request_exception.disconnect(dispatch_uid="webhook-suite")
+            django_logger.removeHandler(handler)
+
+    def _fail(self, where: str) -> HttpResponse:
+        """POST ``valid_body()`` to the broken view, with the secret ``where`` says."""
+        body = self.valid_body()
+        if where == "asgi":
+            async_client = AsyncClient(raise_request_exception=False)
+            response: HttpResponse = async_to_sync(async_client.post)(
+                self.path_url(), data=json.dumps(body), content_type="application/json"
+            )
+            return response
+        client = Client(raise_request_exception=False)
+        if where == "header":
+            headers = {SECRET_HEADER: self.secret}
+            return self.post(client, body, url=self.header_url(), headers=headers)
+        return self.post(client, body)
+
+    def test_an_unexpected_error_goes_to_djangos_handler(
+        self, failure: Failure, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        response = self._fail("path")
+        assert response.status_code == 500
+        # Django's handler500 answered (the default one: no 500.html in the tests).
+        assert b"Server Error (500)" in response.content
+        assert b"database is gone" not in response.content
+        assert len(failure.signals) == 1
+        (logged,) = [r for r in caplog.records if r.name == "django.request"]
+        assert logged.levelname == "ERROR"
+        assert logged.exc_info is not None
+        assert "database is gone" in str(logged.exc_info[1])
+        assert logged.getMessage() == "Internal Server Error: /fyno/webhooks/<secret>/"
+        (sent,) = mail.outbox
+        assert sent.to == ["ops@example.com"]
+        assert sent.subject.endswith("Internal Server Error: /fyno/webhooks/<secret>/")
+        assert "database is gone" in sent.body
+        assert self.stored_count() == 0
+
+    @pytest.mark.parametrize("where", ["path", "header", "asgi"])
+    @pytest.mark.parametrize(
+        "failure", [False, True], ids=["text mail", "HTML mail"], indirect=True
+    )
+    def test_an_unexpected_error_reveals_no_secret(
+        self, failure: Failure, caplog: pytest.LogCaptureFixture, where: str
+    ) -> None:
+        assert self._fail(where).status_code == 500
+        secret = self.secret
+        # Every log record, whatever its logger: message, traceback, and its extras
+        # (Django's records carry the request).
+        assert caplog.records
+        formatter = logging.Formatter()
+        for record in caplog.records:
+            assert secret not in formatter.format(record)
+            assert secret not in repr(vars(record))
+        # The mail to ADMINS (its text and, when configured, its HTML with frame variables).
+        (sent,) = mail.outbox
+        assert "database is gone" in sent.body
+        assert secret not in sent.subject
+        assert secret not in sent.body
+        alternatives = getattr(sent, "alternatives", [])
+        assert len(alternatives) == (1 if failure.html_mail else 0)
+        for content, _ in alternatives:
+            assert "database is gone" in content
+            assert secret not in content
+        # What got_request_exception's receivers (Sentry, error reporting) see.
+        (seen,) = failure.signals
+        assert seen["path"].startswith(self.header_url())
+        assert not [name for name, value in seen.items() if secret in value], seen
+        if where != "header":
+            assert seen["path"] == self.header_url() + "<secret>/"
+
+
+@dataclass
+class Failure:
+    """How ADMINS are mailed, and what ``got_request_exception`` receivers saw of each
+    failed request."""
+
+    html_mail: bool
+    signals: list[dict[str, str]] = field(default_factory=list)
+
+
+def _what_a_receiver_sees(request: HttpRequest) -> dict[str, str]:
+    """The parts of a request an error reporter reads, as text."""
+    seen = {
+        "path": request.path,
+        "path_info": request.path_info,
+        "PATH_INFO": request.META["PATH_INFO"],
+        "full path": request.get_full_path(),
+        "absolute URI": request.build_absolute_uri(),
+        "META": repr(request.META),
+        "headers": repr(dict(request.headers)),
+        "resolver_match": repr(request.resolver_match),
+        "repr": repr(request),
+    }
+    scope = getattr(request, "scope", None)
+    if scope is not None:
+        seen["scope"] = repr(scope)
+    return seen
