@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import queue
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
 
@@ -17,13 +18,15 @@ from django.db import connections
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_date, parse_datetime
 
-from django_fyno import sync
+from django_fyno import backfill, sync
 from django_fyno.adapter import get_adapter
-from django_fyno.client.exceptions import FynoError
 from django_fyno.conf import fyno_settings
 from django_fyno.models import FynoProfile
 
-_STOP = object()
+# Failed users named one by one on stderr (all of them with --verbosity 2).
+_SHOWN_FAILURES = 10
+# Chunks in progress at once: one being recorded while the next one's requests go out.
+_WINDOW = 2
 
 
 class Command(BaseCommand):
@@ -46,23 +49,31 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dirty",
             action="store_true",
-            help="Only users saved but not synced yet (e.g. with TASK_MODE 'off' or "
-            "'on_commit' and no sweeper); also flushes pending profile deletions.",
+            help="Only users saved but not synced yet (e.g. with TASK_MODE 'off' and no "
+            "sweeper); also sends pending profile deletions.",
         )
-        parser.add_argument("--force", action="store_true", help="Send even when nothing changed.")
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Resend each profile's full state even when nothing changed (puts back "
+            "edits made in Fyno directly).",
+        )
         parser.add_argument(
             "--dry-run",
             action="store_true",
             help="Count what would be sent and show one payload; send nothing.",
         )
         parser.add_argument(
-            "--concurrency", type=int, default=1, help="Threads sending to Fyno (default 1)."
+            "--concurrency",
+            type=int,
+            default=1,
+            help="Requests to Fyno in flight at once, one thread each (default 1).",
         )
         parser.add_argument(
             "--chunk-size",
             type=int,
             default=None,
-            help="Users read per query (default: SYNC_BATCH_SIZE).",
+            help="Users read, and their outcomes written, per query (default: SYNC_BATCH_SIZE).",
         )
         parser.add_argument(
             "--no-progress", action="store_true", help="No progress counter on stderr."
@@ -93,7 +104,7 @@ class Command(BaseCommand):
         return users
 
     def _chunks(self, users: QuerySet[Any], size: int) -> Iterator[list[Any]]:
-        """Users in primary-key order, ``size`` at a time: memory stays constant."""
+        """Users in primary-key order, ``size`` at a time (one query each): memory stays flat."""
         last_pk = None
         while True:
             page = users.order_by("pk")
@@ -110,115 +121,121 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["concurrency"] < 1:
             raise CommandError("--concurrency must be at least 1")
-        size = options["chunk_size"] or int(fyno_settings.SYNC_BATCH_SIZE)
+        if options["chunk_size"] is not None and options["chunk_size"] < 1:
+            raise CommandError("--chunk-size must be at least 1")
+        size = options["chunk_size"] or fyno_settings.SYNC_BATCH_SIZE
         users = self._queryset(options)
-        total = users.count()
+        self._verbosity = int(options["verbosity"])
         self._progress = not options["no_progress"] and self.stderr.isatty()
         self._done = 0
-        self._total = total
+        self._total = users.count()
+        self._counts: Counter[str] = Counter()
+        self._causes: Counter[str] = Counter()
+        self._refused: dict[str, str] = {}
         if options["dry_run"]:
-            counts = self._dry_run(users, size, force=options["force"])
+            self._dry_run(users, size, force=options["force"])
         else:
             if not fyno_settings.ENABLED:
                 raise CommandError("django-fyno is disabled (FYNO['ENABLED'] is False)")
-            counts = self._run(users, size, options["concurrency"], force=options["force"])
+            self._run(users, size, options["concurrency"], force=options["force"])
             if options["dirty"]:
-                counts["deleted"] = sync.delete_pending_profiles()
+                self._counts["deleted"] = sync.delete_pending_profiles()
         if self._progress:
             self.stderr.write("")
-        self._summary(counts, dry_run=options["dry_run"])
-        if counts["failed"]:
-            raise CommandError(f"{counts['failed']} user(s) failed to sync")
+        self._summary(dry_run=options["dry_run"])
+        failed = self._counts["failed"]
+        if failed:
+            raise CommandError(f"{failed} user(s) failed to sync")
 
-    def _tick(self) -> None:
+    def _count(self, user_pk: Any, outcome: sync.SyncOutcome, error: Exception | None) -> None:
+        self._counts[outcome.value] += 1
+        if outcome is sync.SyncOutcome.FAILED:
+            cause = str(error) if error is not None else "unknown error"
+            self._causes[cause] += 1
+            if self._verbosity >= 2 or self._counts["failed"] <= _SHOWN_FAILURES:
+                self.stderr.write(f"user {user_pk}: {cause}")
         self._done += 1
         if self._progress:
             self.stderr.write(f"\r{self._done}/{self._total}", ending="")
             self.stderr.flush()
 
-    def _dry_run(self, users: QuerySet[Any], size: int, *, force: bool) -> Counter[str]:
+    def _dry_run(self, users: QuerySet[Any], size: int, *, force: bool) -> None:
+        """Count what each user's plan says (the decision a sync makes), send nothing."""
         adapter = get_adapter()
-        counts: Counter[str] = Counter()
         sample = None
         for chunk in self._chunks(users, size):
-            rows = {
-                row.user_id: row
-                for row in FynoProfile.objects.filter(user_id__in=[u.pk for u in chunk])
-            }
-            for user in chunk:
-                self._tick()
-                if not adapter.should_sync(user):
-                    counts["skipped"] += 1
-                    continue
-                try:
-                    payload = adapter.build_payload(user)
-                except FynoError as error:
-                    counts["failed"] += 1
-                    self.stderr.write(f"user {user.pk}: {error}")
-                    continue
-                row = rows.get(user.pk)
-                if row is None or row.distinct_id is None:
-                    counts["created"] += 1
-                elif force or row.payload_hash != payload.digest():
-                    counts["updated"] += 1
-                else:
-                    counts["unchanged"] += 1
-                    continue
-                sample = sample or payload
+            for plan in backfill.plan_users(chunk, adapter=adapter, force=force):
+                self._count(plan.user.pk, backfill.expected_outcome(plan), plan.error)
+                if sample is None and plan.payload is not None and plan.sends:
+                    sample = plan.payload
         if sample is not None:
             self.stdout.write("Sample payload:")
             self.stdout.write(json.dumps(asdict(sample), indent=2, cls=DjangoJSONEncoder))
-        return counts
 
-    def _run(
-        self, users: QuerySet[Any], size: int, concurrency: int, *, force: bool
-    ) -> Counter[str]:
-        counts: Counter[str] = Counter()
-        lock = threading.Lock()
+    def _run(self, users: QuerySet[Any], size: int, concurrency: int, *, force: bool) -> None:
+        """Sync the users a chunk at a time, ``concurrency`` requests in flight.
 
-        def sync_one(user_pk: Any) -> None:
-            try:
-                outcome = sync.sync_profile(user_pk, force=force).value
-            except Exception as error:  # transient (after retries), or an adapter bug:
-                outcome = "failed"  # count it and go on, a dead worker would hang the run
-                self.stderr.write(f"user {user_pk}: {error}")
-            with lock:
-                counts[outcome] += 1
-                self._tick()
-
-        pks = (user.pk for chunk in self._chunks(users.only("pk"), size) for user in chunk)
-        if concurrency == 1:
-            for user_pk in pks:
-                sync_one(user_pk)
-            return counts
-
-        # A bounded queue keeps memory constant however many users there are.
-        work: queue.Queue[Any] = queue.Queue(maxsize=concurrency * 4)
-
-        def worker() -> None:
-            try:
-                while (item := work.get()) is not _STOP:
-                    sync_one(item)
-            finally:
-                connections.close_all()  # this thread's connections only
-
-        threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-        for thread in threads:
-            thread.start()
+        While one chunk's requests go out on the pool's threads, the previous
+        chunk's outcomes are written and the next chunk is read and planned:
+        at most ``_WINDOW`` chunks are in memory, whatever the number of users.
+        """
+        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fyno_sync")
+        engine = backfill.Backfill(executor=pool, pool_size=concurrency, force=force)
+        window: deque[backfill.BackfillChunk] = deque()
         try:
-            for user_pk in pks:
-                work.put(user_pk)
-        finally:
-            for _ in threads:
-                work.put(_STOP)
-            for thread in threads:
-                thread.join()
-        return counts
+            for chunk in self._chunks(users, size):
+                window.append(engine.start(chunk))
+                if len(window) >= _WINDOW:
+                    self._finish(window.popleft())
+            while window:
+                self._finish(window.popleft())
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # interrupted: send no more
+            raise
+        _close_connections(pool, concurrency)
+        pool.shutdown(wait=True)
+        for workspace, refusal in engine.refused.items():
+            self._refused[str(workspace)] = refusal.message or str(refusal)
 
-    def _summary(self, counts: Counter[str], *, dry_run: bool) -> None:
+    def _finish(self, chunk: backfill.BackfillChunk) -> None:
+        for result in chunk.finish():
+            self._count(result.user.pk, result.outcome, result.error)
+
+    def _summary(self, *, dry_run: bool) -> None:
+        counts = self._counts
         parts = ["created", "updated", "unchanged", "failed"]
-        parts += [key for key in ("skipped", "vetoed", "missing", "deleted") if counts[key]]
+        parts += [k for k in ("excluded", "vetoed", "missing", "deleted") if counts[k]]
         line = ", ".join(f"{key}: {counts[key]}" for key in parts)
         prefix = "Dry run, nothing sent. Would have " if dry_run else ""
         style = self.style.ERROR if counts["failed"] else self.style.SUCCESS
-        self.stdout.write(style(f"{prefix}{line}"))
+        if self._verbosity or counts["failed"] or dry_run:
+            self.stdout.write(style(f"{prefix}{line}"))
+        for workspace, message in self._refused.items():
+            self.stderr.write(
+                f"Fyno refused the credentials of workspace {workspace} (401 {message}): "
+                "fix FYNO['API_KEY'] (or what CLIENT_RESOLVER returns for it). Nothing more "
+                "was sent to it in this run; its users stay to sync."
+            )
+        named = counts["failed"] if self._verbosity >= 2 else _SHOWN_FAILURES
+        if counts["failed"] > named:  # not every failed user was named: sum them up
+            self.stderr.write("Failures by cause:")
+            for cause, number in self._causes.most_common(_SHOWN_FAILURES):
+                self.stderr.write(f"  {number} user(s): {cause}")
+
+
+def _close_connections(pool: ThreadPoolExecutor, workers: int) -> None:
+    """Close the database connections of every thread of ``pool``.
+
+    The requests touch no database, but a thread's connection would outlive
+    the command otherwise. Each of ``workers`` tasks waits for all the others,
+    so every thread of the pool runs exactly one of them.
+    """
+    barrier = threading.Barrier(workers)
+
+    def close() -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):  # a thread was stuck
+            barrier.wait(timeout=30)
+        connections.close_all()
+
+    for future in [pool.submit(close) for _ in range(workers)]:
+        future.result()
