@@ -307,6 +307,8 @@ def _rows_per_update(fields: int) -> int:
         variables = getattr(sqlite3, "SQLITE_LIMIT_VARIABLE_NUMBER", None)
         if getlimit is not None and variables is not None:
             limit = getlimit(variables)
+        elif sqlite3.sqlite_version_info >= (3, 32):
+            limit = 32766  # SQLite's compiled-in default since 3.32 (Python 3.10 cannot ask)
     if limit is None:
         return _WRITE_BATCH
     return max(1, min(_WRITE_BATCH, limit // (2 * fields + 1)))
