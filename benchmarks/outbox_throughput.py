@@ -34,6 +34,8 @@ from benchmarks.emulator import API_KEY, WSID, start_server_process  # noqa: E40
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fyno_bench")
 BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/12")
 LATENCY = 0.02
+# django-fyno's tasks go to Celery's default queue (FYNO["CELERY_QUEUE"] unset).
+QUEUE = "celery"
 
 os.environ.update(
     DATABASE_URL=DATABASE_URL,
@@ -65,7 +67,7 @@ def start_workers(count: int, env: dict[str, str]) -> list[subprocess.Popen[byte
     workers = []
     for n in range(count):
         command = [sys.executable, "-m", "celery", "-A", "benchmarks.celery_app", "worker"]
-        command += ["--pool=solo", "-Q", "fyno", "-n", f"bench{n}@%h", "-l", "WARNING"]
+        command += ["--pool=solo", "-Q", QUEUE, "-n", f"bench{n}@%h", "-l", "WARNING"]
         command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         workers.append(subprocess.Popen(command, env=env, cwd=ROOT))
     return workers
@@ -81,13 +83,13 @@ def wait_for_workers(app: object, count: int, timeout: float = 60.0) -> None:
 
 
 def purge_fyno_queue(app: Any) -> None:
-    """Empty the fyno queue: drain requests a stopped worker had prefetched are
+    """Empty the tasks' queue: drain requests a stopped worker had prefetched are
     requeued (acks_late), and would start the next measurement early."""
     with app.connection_for_write() as connection:
         try:
-            connection.default_channel.queue_purge("fyno")
+            connection.default_channel.queue_purge(QUEUE)
         except Exception:  # the queue does not exist yet: nothing to purge
-            connection.default_channel.queue_declare("fyno", durable=True)
+            connection.default_channel.queue_declare(QUEUE, durable=True)
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -103,6 +105,7 @@ def run(bulk_size: int, workers: int, events: int, endpoint: str) -> tuple[float
 
     from benchmarks.celery_app import app
     from django_fyno import notify
+    from django_fyno.clients import default_workspace
     from django_fyno.models import FynoOutbox
     from django_fyno.tasks import deliver_outbox_task
 
@@ -121,7 +124,7 @@ def run(bulk_size: int, workers: int, events: int, endpoint: str) -> tuple[float
         wait_for_workers(app, workers)
         started = time.perf_counter()
         for _ in range(workers * 2):  # enough drain requests to occupy every worker
-            deliver_outbox_task.apply_async(queue="fyno")
+            deliver_outbox_task.apply_async(args=(default_workspace().key,))
         while FynoOutbox.objects.exclude(state="sent").exists():
             if time.perf_counter() - started > 600:
                 raise RuntimeError("delivery did not finish within 10 minutes")
@@ -146,16 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single-events", type=int, default=400, help="events with bulk off")
     args = parser.parse_args(argv)
     ensure_database()
-
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
-
     server, endpoint = start_server_process("--latency", str(LATENCY))
+    # Rows record the endpoint they are written for: the settings must name it first.
+    os.environ["FYNO_ENDPOINT"] = endpoint
+
     results: dict[tuple[str, int], tuple[int, float, int, int]] = {}
     try:
+        import django
+        from django.core.management import call_command
+
+        django.setup()
+        call_command("migrate", verbosity=0)
         for label, bulk_size, events in (
             ("on", 100, args.bulk_events),
             ("off", 1, args.single_events),

@@ -102,6 +102,9 @@ DEFAULTS: dict[str, Any] = {
     # How work leaves the request: "celery", "inline" (in-process after
     # commit) or "off" (nothing is sent; rows stay pending).
     "TASK_MODE": "celery",
+    # Seconds a hand-off to the broker may take after a commit; past it the request
+    # goes on, one warning is logged and the work is left for the sweeper.
+    "ENQUEUE_TIMEOUT": 2.0,
     # Celery queue for django-fyno's tasks. None: Celery's default queue (the
     # routing of your project, e.g. CELERY_TASK_ROUTES, applies).
     "CELERY_QUEUE": None,
@@ -326,6 +329,7 @@ class FynoSettings:
     ENABLED = _Setting(_bool)
     AUTO_SYNC = _Setting(_bool)
     TASK_MODE = _Setting(_choice(TaskMode, _TASK_MODE_ALIASES))
+    ENQUEUE_TIMEOUT = _Setting(_float(positive=True))
     CELERY_QUEUE = _Setting(_optional_text)
     # Checked (imported) by adapter.load_adapter_class, which E006 reports.
     PROFILE_ADAPTER = _Setting(_any)

@@ -12,21 +12,29 @@ that does it. They then ask for a job with:
 
 "Handing off" follows ``FYNO["TASK_MODE"]``: ``celery`` publishes the Celery
 task of the same name (see :mod:`django_fyno.tasks`), ``inline`` runs the
-function in this process, ``off`` does nothing. A hand-off that fails (the
-broker is down, an inline run raised) is logged as one WARNING line per
-transaction (the traceback at DEBUG) and never reaches the caller, whose
-transaction has committed; the job's ``on_failure`` hook then records what
-the sweeper needs to do it later.
+function in this process, ``off`` does nothing.
+
+After a commit, Celery tasks are published from a background thread of the
+process: the committing request never waits for the broker, and work that
+piles up meanwhile (other transactions' items) is coalesced into one message
+per job. Every publish is bounded by ``ENQUEUE_TIMEOUT``, whatever the broker
+does. The domain always records its work durably before asking (a dirty
+mirror row, a pending outbox row), so a hand-off that fails, or never happens
+because the process died, is logged (one WARNING line, the traceback at
+DEBUG) and left to the sweepers; it never reaches the caller.
 
 This module knows no domain: it imports neither the models nor the tasks.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import queue
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +42,16 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 
 from django_fyno.conf import TaskMode, fyno_settings
 
-__all__ = ["Job", "defer", "enqueue", "in_transaction", "is_deferred", "register"]
+__all__ = [
+    "EnqueueTimeout",
+    "Job",
+    "defer",
+    "enqueue",
+    "flush",
+    "in_transaction",
+    "is_deferred",
+    "register",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,36 +60,35 @@ logger = logging.getLogger(__name__)
 class Job:
     """Background work with a name (the Celery task's name) and the function doing it.
 
-    ``batched``: the items deferred in one transaction go to one call, as a
-    list (``run(items)``); otherwise each distinct item gets its own call
-    (``run(item)``, or ``run()`` for the item ``None``). ``on_failure(items)``
-    runs when a deferred hand-off failed, with the items it carried.
+    ``batched``: the items deferred together go to one call, as a list
+    (``run(items)``, at most ``BATCH_LIMIT`` items a call); otherwise each
+    distinct item gets its own call (``run(item)``, or ``run()`` for ``None``).
     """
 
     name: str
     run: Callable[..., Any]
     batched: bool = False
-    on_failure: Callable[[list[Any]], None] | None = None
 
     def calls(self, items: Sequence[Any]) -> list[tuple[Any, ...]]:
         """The argument tuples of the hand-offs for ``items``."""
         if self.batched:
-            return [(list(items),)]
+            return [
+                (list(items[start : start + BATCH_LIMIT]),)
+                for start in range(0, len(items), BATCH_LIMIT)
+            ]
         return [() if item is None else (item,) for item in items]
+
+
+#: Items one call of a batched job carries at most (one Celery message).
+BATCH_LIMIT = 500
 
 
 _jobs: dict[str, Job] = {}
 
 
-def register(
-    name: str,
-    run: Callable[..., Any],
-    *,
-    batched: bool = False,
-    on_failure: Callable[[list[Any]], None] | None = None,
-) -> Job:
+def register(name: str, run: Callable[..., Any], *, batched: bool = False) -> Job:
     """Make ``run`` the job ``name`` (a domain module does this once, at import)."""
-    job = Job(name, run, batched, on_failure)
+    job = Job(name, run, batched)
     _jobs[name] = job
     return job
 
@@ -92,6 +108,73 @@ def in_transaction(using: str = DEFAULT_DB_ALIAS) -> bool:
 # -- handing off ---------------------------------------------------------------------------
 
 
+class EnqueueTimeout(TimeoutError):
+    """The broker did not take a task within ``ENQUEUE_TIMEOUT`` seconds."""
+
+
+class _Publisher:
+    """Publishes on a daemon thread, so that no broker can hold the caller for longer
+    than ``ENQUEUE_TIMEOUT`` (a refused connection, dropped SYNs, a silent peer).
+
+    A publish that overruns is abandoned with its thread (a daemon: it never keeps the
+    process from exiting) and the next publish gets a fresh one; the caller treats the
+    overrun as a failed hand-off. Celery's own settings are left as the project set them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._work: queue.SimpleQueue[tuple[Callable[[], None], _Outcome]] | None = None
+
+    def _queue(self) -> queue.SimpleQueue[tuple[Callable[[], None], _Outcome]]:
+        with self._lock:
+            if self._work is None:
+                self._work = queue.SimpleQueue()
+                thread = threading.Thread(
+                    target=_publish_forever, args=(self._work,), name="django-fyno-publisher"
+                )
+                thread.daemon = True
+                thread.start()
+            return self._work
+
+    def _abandon(self, work: queue.SimpleQueue[Any]) -> None:
+        with self._lock:
+            if self._work is work:
+                self._work = None
+        work.put(None)  # the stuck thread exits once its publish returns, if ever
+
+    def run(self, publish: Callable[[], None], timeout: float) -> None:
+        work = self._queue()
+        outcome = _Outcome()
+        work.put((publish, outcome))
+        if not outcome.done.wait(timeout):
+            self._abandon(work)
+            raise EnqueueTimeout(f"the broker did not take the task within {timeout:g}s")
+        if outcome.error is not None:
+            raise outcome.error
+
+
+class _Outcome:
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+def _publish_forever(work: queue.SimpleQueue[Any]) -> None:
+    while (item := work.get()) is not None:
+        publish, outcome = item
+        try:
+            publish()
+        except BaseException as error:  # handed to the caller, who logs it
+            outcome.error = error
+        finally:
+            outcome.done.set()
+
+
+_publisher = _Publisher()
+
+
 def _publish(name: str, args: tuple[Any, ...], countdown: float | None) -> None:
     from celery import current_app  # type: ignore[import-untyped]  # an optional extra
 
@@ -103,12 +186,17 @@ def _publish(name: str, args: tuple[Any, ...], countdown: float | None) -> None:
             "by your Celery app (app.autodiscover_tasks())? See docs/celery.md"
         ) from None
     options: dict[str, Any] = {}
-    queue = fyno_settings.CELERY_QUEUE
-    if queue:
-        options["queue"] = queue
+    queue_name = fyno_settings.CELERY_QUEUE
+    if queue_name:
+        options["queue"] = queue_name
     if countdown:
         options["countdown"] = countdown
-    task.apply_async(args=args, **options)
+    if current_app.conf.task_always_eager:
+        # Eager Celery runs the task in apply_async's thread: keep it in the caller's
+        # (its database connection and transaction).
+        task.apply_async(args=args, **options)
+        return
+    _publisher.run(lambda: task.apply_async(args=args, **options), fyno_settings.ENQUEUE_TIMEOUT)
 
 
 def _hand_off(job: Job, args: tuple[Any, ...], countdown: float | None = None) -> bool:
@@ -158,37 +246,112 @@ def _log_failures(failures: list[tuple[Job, tuple[Any, ...], BaseException]]) ->
         logger.debug("django-fyno: %s%r failed", job.name, args, exc_info=error)
 
 
-def _run(work: dict[str, dict[Hashable, None]]) -> None:
-    """Hand off everything one transaction deferred; one log line if any of it failed."""
-    if not fyno_settings.ENABLED:
-        return
+def _hand_off_all(work: Mapping[str, Mapping[Hashable, None]]) -> None:
+    """Hand off every call ``work`` asks for; one log line if any of it failed."""
     failures: list[tuple[Job, tuple[Any, ...], BaseException]] = []
-    unsent: list[tuple[Job, list[Any]]] = []
     for name, items in work.items():
         job = _job(name)
         for args in job.calls(list(items)):
             try:
-                handed_off = _hand_off(job, args)
+                _hand_off(job, args)
             except Exception as error:
                 failures.append((job, args, error))
-                handed_off = False
-            if not handed_off:
-                unsent.append((job, _items_of(job, args)))
     if failures:
         _log_failures(failures)
-    for job, job_items in unsent:
-        if job.on_failure is None:
-            continue
-        try:
-            job.on_failure(job_items)
-        except Exception:
-            logger.exception("django-fyno: could not record the work of %s for later", job.name)
 
 
-def _items_of(job: Job, args: tuple[Any, ...]) -> list[Any]:
-    if job.batched:
-        return list(args[0])
-    return [args[0] if args else None]
+class _Background:
+    """Publishes after-commit work from a daemon thread, so no request waits for a broker.
+
+    Work submitted while a publish is under way is merged, job by job, into the next
+    round: under load many transactions share one message. :meth:`flush` waits
+    for everything submitted so far (tests; and at exit, for ``ENQUEUE_TIMEOUT``).
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._pending: dict[str, dict[Hashable, None]] = {}
+        self._busy = False
+        self._thread: threading.Thread | None = None
+
+    def submit(self, work: Mapping[str, Mapping[Hashable, None]]) -> None:
+        with self._changed:
+            for name, items in work.items():
+                self._pending.setdefault(name, {}).update(items)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="django-fyno-dispatch", daemon=True
+                )
+                self._thread.start()
+            self._changed.notify_all()
+
+    def _loop(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._pending))
+                work, self._pending = self._pending, {}
+                self._busy = True
+            try:
+                _hand_off_all(work)
+            except BaseException:  # never let the thread die with work still to come
+                logger.exception("django-fyno: the background hand-off failed")
+            finally:
+                with self._changed:
+                    self._busy = False
+                    self._changed.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything submitted was handed off; False if ``timeout`` passed."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: not self._pending and not self._busy, timeout=timeout
+            )
+
+
+_background = _Background()
+# A forked child (a Celery prefork worker, a pre-forking web server) has no thread.
+os.register_at_fork(after_in_child=_background._reset)
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Wait until the after-commit work handed to the background publisher has left.
+
+    For tests, and for scripts that exit right after saving (it also runs at exit,
+    for at most ``ENQUEUE_TIMEOUT`` seconds). False when ``timeout`` passed first.
+    """
+    return _background.flush(timeout)
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    try:
+        timeout = fyno_settings.ENQUEUE_TIMEOUT
+    except Exception:  # settings gone or broken at exit: don't wait
+        return
+    _background.flush(timeout)
+
+
+def _celery_is_eager() -> bool:
+    from celery import current_app  # an optional extra
+
+    return bool(current_app.conf.task_always_eager)
+
+
+def _run(work: dict[str, dict[Hashable, None]]) -> None:
+    """Hand off what one transaction deferred (or one autocommit call asked for)."""
+    if not fyno_settings.ENABLED:
+        return
+    mode = fyno_settings.TASK_MODE
+    if mode is TaskMode.OFF:
+        return  # the domain recorded the work; a sweep or a command does it
+    if mode is TaskMode.CELERY and not _celery_is_eager():
+        _background.submit(work)
+        return
+    # Inline, or eager Celery: here, in the caller's thread (its database connection).
+    _hand_off_all(work)
 
 
 # -- once per transaction ---------------------------------------------------------------

@@ -130,6 +130,7 @@ def test_broker_down_logs_one_warning_per_transaction_and_keeps_the_work(
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         users = [User.objects.create(username=f"u{n}", email=f"u{n}@example.com") for n in range(3)]
         notify("welcome", users)
+    assert dispatch.flush(5)
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
     assert "sweeper" in warnings[0].getMessage()

@@ -14,7 +14,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from django_fyno import outbox
+from django_fyno import dispatch, outbox
 from django_fyno.client.exceptions import FynoConnectionError
 from django_fyno.clients import default_workspace
 from django_fyno.models import FynoOutbox
@@ -518,6 +518,7 @@ def test_schedule_delivery_publishes_once_per_transaction(
             make_events(1)
             outbox.schedule_delivery([workspace])
     assert len(callbacks) == 1
+    assert dispatch.flush(5)  # published from the background thread, after the commit
     # Celery's default queue unless CELERY_QUEUE names one.
     assert published == [{"args": (workspace.key,)}]
 
@@ -533,6 +534,7 @@ def test_schedule_delivery_publishes_once_per_transaction(
     ):
         write_then_fail()
     assert callbacks == []
+    assert dispatch.flush(5)
     assert len(published) == 1
 
 
