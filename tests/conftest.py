@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -59,6 +59,15 @@ def require_service(name: str, available: bool, why: str) -> None:
     if os.environ.get("FYNO_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{name} is required (FYNO_REQUIRE_SERVICES=1) but {why}")
     pytest.skip(f"{name} not available: {why}")
+
+
+@pytest.fixture(autouse=True)
+def _background_publishes_stay_in_their_test() -> Iterator[None]:
+    """Wait for a test's after-commit publishes before the next test patches Celery."""
+    yield
+    from django_fyno import dispatch
+
+    assert dispatch.flush(10), "the background publisher did not finish within 10 s"
 
 
 @pytest.fixture
