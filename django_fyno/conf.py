@@ -136,6 +136,10 @@ DEFAULTS: dict[str, Any] = {
     "OUTBOX_LEASE_SECONDS": 300,
     # Attempts before a row is "dead" (429 answers are not counted).
     "OUTBOX_MAX_ATTEMPTS": 10,
+    # The most times one row is sent under UNKNOWN_POLICY "retry": a row whose
+    # send was ambiguous (5xx, read timeout, expired lease) is sent again only
+    # while it has spent fewer attempts than this; otherwise it is "dead".
+    "OUTBOX_MAX_SENDS": 10,
     # Backoff between attempts of a row: full jitter, uniform in
     # [0, min(MAX, BASE * 2**(attempts - 1))] seconds.
     "OUTBOX_BACKOFF_BASE": 2.0,
@@ -343,6 +347,7 @@ class FynoSettings:
     OUTBOX_BULK_SIZE = _Setting(_int(1))
     OUTBOX_LEASE_SECONDS = _Setting(_int(1))
     OUTBOX_MAX_ATTEMPTS = _Setting(_int(1))
+    OUTBOX_MAX_SENDS = _Setting(_int(1))
     OUTBOX_BACKOFF_BASE = _Setting(_float(positive=False))
     OUTBOX_BACKOFF_MAX = _Setting(_float(positive=False))
     UNKNOWN_POLICY = _Setting(_choice(UnknownPolicy))

@@ -6,7 +6,8 @@ module per job:
 
 - :mod:`.scheduling`: ask for a drain after commit, one per workspace per
   transaction; the one delayed wake-up per workspace;
-- :mod:`.claim`: lease due rows of one workspace to one drainer;
+- :mod:`.claim`: lease due rows of one workspace to one drainer, and renew
+  the lease before each request (a drainer sends only rows it still holds);
 - :mod:`.send`: group claimed rows into requests and send them;
 - :mod:`.record`: write each row's outcome, only while the claim still owns it;
 - :mod:`.delivery`: the drain and the sweeper, the plain functions tasks call;

@@ -1,15 +1,20 @@
-"""Claiming: lease due ``pending`` rows of one workspace to one drainer.
+"""Claiming: lease due ``pending`` rows of one workspace to one drainer, and keep the lease.
 
 In a short transaction of its own (``SELECT … FOR UPDATE SKIP LOCKED`` where
 the database has it; a conditional ``UPDATE … WHERE state = 'pending'``
 everywhere), rows are marked ``sending`` with a lease whose expiry doubles as
 the claim token. The transaction commits before any HTTP request.
+
+Before each request the drainer renews (:func:`renew`) the lease of the rows
+it has not sent yet: one conditional ``UPDATE`` moves those that still carry its
+token to a new one, ``OUTBOX_LEASE_SECONDS`` from now. Only those are sent; a
+row the sweeper took back meanwhile no longer matches and is not sent again.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from django.db import connections, router, transaction
@@ -19,7 +24,7 @@ from django_fyno.clients import Workspace
 from django_fyno.conf import fyno_settings
 from django_fyno.models import FynoOutbox
 
-__all__ = ["Clock", "claim", "due_rows"]
+__all__ = ["Clock", "claim", "due_rows", "renew"]
 
 Clock = Callable[[], datetime]
 _State = FynoOutbox.State
@@ -33,6 +38,14 @@ def due_rows(workspace: Workspace, now: datetime) -> QuerySet[FynoOutbox]:
     return rows
 
 
+def _lease_token(clock: Clock) -> datetime:
+    """A lease expiry ``OUTBOX_LEASE_SECONDS`` from now, with a random sub-second part
+    so that no two claims (or renewals) share it: it is the claim's token."""
+    return clock() + timedelta(
+        seconds=fyno_settings.OUTBOX_LEASE_SECONDS, microseconds=secrets.randbelow(10**6)
+    )
+
+
 def claim(
     workspace: Workspace, limit: int, clock: Clock
 ) -> tuple[list[FynoOutbox], datetime | None]:
@@ -42,10 +55,7 @@ def claim(
     random sub-second part so that no two claims share it).
     """
     now = clock()
-    lease = timedelta(
-        seconds=fyno_settings.OUTBOX_LEASE_SECONDS, microseconds=secrets.randbelow(10**6)
-    )
-    token = now + lease
+    token = _lease_token(clock)
     alias = router.db_for_write(FynoOutbox)
     due = due_rows(workspace, now).using(alias)
     with transaction.atomic(using=alias):
@@ -65,3 +75,31 @@ def claim(
         .order_by("id")
     )
     return rows, token
+
+
+def renew(pks: Sequence[int], token: datetime, clock: Clock) -> tuple[set[int], datetime]:
+    """Extend the lease of those of ``pks`` this claim still holds; returns them and the new token.
+
+    One conditional ``UPDATE`` (the drain runs with no transaction open, so
+    it commits at once, before the request it guards) moves the rows still
+    ``sending`` under ``token`` to a new token, ``OUTBOX_LEASE_SECONDS`` from
+    ``clock()``. Rows that no longer carry ``token`` were taken back (the
+    sweeper found the lease expired, a delivery report settled them): they
+    must not be sent, and they are not in the returned set. The set is the
+    whole of ``pks`` unless something was taken back (then one more query
+    finds which).
+    """
+    new = _lease_token(clock)
+    while new == token:  # a frozen test clock could draw the same microsecond
+        new = _lease_token(clock)
+    alias = router.db_for_write(FynoOutbox)
+    rows = FynoOutbox.objects.using(alias)
+    renewed = rows.filter(pk__in=pks, state=_State.SENDING, lease_expires_at=token).update(
+        lease_expires_at=new
+    )
+    if renewed == len(pks):
+        return set(pks), new
+    if not renewed:
+        return set(), new
+    held = rows.filter(pk__in=pks, state=_State.SENDING, lease_expires_at=new)
+    return set(held.values_list("pk", flat=True)), new

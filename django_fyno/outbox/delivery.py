@@ -1,11 +1,13 @@
 """Draining and sweeping: the plain functions the outbox's tasks (and commands) call.
 
 :func:`drain` delivers the due rows of one workspace (or of each): claim a
-batch, send it with no transaction open, record each outcome; repeat until
-nothing is due, the workspace is paused, or Fyno refuses or fails (the rest
-of the batch is handed back unsent). :func:`deliver` is the drain job: a drain
-plus the one wake-up for what it left behind. :func:`sweep_outbox` takes back
-rows whose drainer died and asks for a drain of every workspace with due rows.
+batch, send it with no transaction open (renewing the lease of the unsent
+rows before each request, and sending only those still held), record each
+outcome; repeat until nothing is due, the workspace is paused, or Fyno
+refuses or fails (the rest of the batch is handed back unsent).
+:func:`deliver` is the drain job: a drain plus the one wake-up for what it
+left behind. :func:`sweep_outbox` takes back rows whose drainer died and
+asks for a drain of every workspace with due rows.
 """
 
 from __future__ import annotations
@@ -91,8 +93,16 @@ def _deliver(
             sendable.append(row)
         else:
             writer.failed([row], reason)
-    grouped = units(sendable, fyno_settings.OUTBOX_BULK_SIZE)
-    for index, unit in enumerate(grouped):
+    queue = units(sendable, fyno_settings.OUTBOX_BULK_SIZE)
+    while queue:
+        # Keep the lease of every row not sent yet, and send only rows still
+        # held: a pass may outlive OUTBOX_LEASE_SECONDS, never send a row the
+        # sweeper took back.
+        held = writer.renew([row for unit in queue for row in unit])
+        queue = [kept for unit in queue if (kept := [row for row in unit if row.pk in held])]
+        if not queue:
+            break
+        unit = queue.pop(0)
         report.requests += 1
         try:
             reply = send(client, unit)
@@ -105,7 +115,7 @@ def _deliver(
             writer.sent(reply, unit)
             continue
         # Fyno is refusing or failing: stop this pass; hand the rest back unsent.
-        for rest in grouped[index + 1 :]:
+        for rest in queue:
             writer.release(rest, stopped_by)
         return True
     return False
@@ -275,8 +285,11 @@ def sweep_outbox(*, clock: Clock | None = None, schedule: bool = True) -> SweepR
     policy = fyno_settings.UNKNOWN_POLICY
     expired = FynoOutbox.objects.filter(state=_State.SENDING, lease_expires_at__lt=now)
     message = "Outcome unknown: the drainer's lease expired before it recorded an answer"
-    last = fyno_settings.OUTBOX_MAX_ATTEMPTS - 1
-    report.dead = expired.filter(attempts__gte=last).update(
+    limit = fyno_settings.OUTBOX_MAX_ATTEMPTS
+    if policy is UnknownPolicy.RETRY:
+        # It may have been sent: sending it again is bounded like any ambiguous send.
+        limit = min(limit, fyno_settings.OUTBOX_MAX_SENDS)
+    report.dead = expired.filter(attempts__gte=limit - 1).update(
         state=_State.DEAD, attempts=F("attempts") + 1, lease_expires_at=None, last_error=message
     )
     if policy is UnknownPolicy.HOLD:

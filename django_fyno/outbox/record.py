@@ -1,8 +1,10 @@
 """Recording outcomes: each row's state after a send, written only while the claim owns it.
 
 Every write carries the claim's token (the lease expiry), so a drainer that
-outlived its lease cannot overwrite a row someone else has re-claimed. Rows
-that fail for good are logged at WARNING with their event, ids and Fyno's message.
+outlived its lease cannot overwrite a row someone else has re-claimed. The
+writer also keeps the lease (:meth:`Writer.renew`, before each request) and
+follows the token as it changes. Rows that fail for good are logged at
+WARNING with their event, ids and Fyno's message.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from django_fyno.client.backoff import full_jitter
 from django_fyno.conf import fyno_settings
 from django_fyno.exceptions import MAX_ERROR_LENGTH
 from django_fyno.models import FynoOutbox
+from django_fyno.outbox import claim as claiming
 from django_fyno.outbox.claim import Clock
 from django_fyno.outbox.send import Reply
 
@@ -40,9 +43,11 @@ class DrainReport:
     retried: int = 0  # back to pending for a later attempt
     ambiguous: int = 0  # may or may not have reached Fyno (5xx, read timeout)
     held: int = 0  # ambiguous and left "unknown" (UNKNOWN_POLICY "hold")
-    dead: int = 0  # OUTBOX_MAX_ATTEMPTS reached
+    dead: int = 0  # OUTBOX_MAX_ATTEMPTS (after an ambiguous send: OUTBOX_MAX_SENDS) reached
     released: int = 0  # claimed, then handed back unsent (pause, or a pass cut short)
-    lost: int = 0  # outcome not written: the lease had expired and the row was taken back
+    # Taken back (the lease expired, or a delivery report settled it) before this
+    # drainer sent the row or wrote its outcome: not sent by it again, nothing written.
+    lost: int = 0
     requests: int = 0
     paused: bool = False
     # Seconds until there is work again (pause or backoff); None: nothing pending.
@@ -92,6 +97,16 @@ class Writer:
         self.token = token
         self.report = report
         self.clock = clock
+
+    def renew(self, rows: list[FynoOutbox]) -> set[int]:
+        """Extend the lease of ``rows`` (the claim's unsent ones) before a request.
+
+        Returns the pks still held: only those may be sent. The others were
+        taken back and are counted ``lost``. Later writes use the new token.
+        """
+        held, self.token = claiming.renew([row.pk for row in rows], self.token, self.clock)
+        self.report.lost += len(rows) - len(held)
+        return held
 
     def _owned(self, pks: Iterable[int]) -> QuerySet[FynoOutbox]:
         rows: QuerySet[FynoOutbox] = FynoOutbox.objects.filter(
@@ -157,8 +172,16 @@ class Writer:
         )
 
     def retry_later(self, rows: list[FynoOutbox], message: str, *, ambiguous: bool) -> None:
-        """Back to pending with backoff (counted as an attempt), or dead at the limit."""
+        """Back to pending with backoff (counted as an attempt), or dead at the limit.
+
+        The limit is ``OUTBOX_MAX_ATTEMPTS``; for an ambiguous send (it may have
+        reached Fyno) also ``OUTBOX_MAX_SENDS``, which bounds how many times
+        one row can be sent: a row is sent again only while it has spent
+        fewer attempts than that.
+        """
         max_attempts = fyno_settings.OUTBOX_MAX_ATTEMPTS
+        if ambiguous:
+            max_attempts = min(max_attempts, fyno_settings.OUTBOX_MAX_SENDS)
         now = self.clock()
         dead = []
         with transaction.atomic():
