@@ -12,10 +12,11 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
 
@@ -35,6 +36,9 @@ from django_fyno.signals import delivery_report_received
 
 __all__ = [
     "DELIVERED_STATUSES",
+    "EARLIEST_TIMESTAMP",
+    "FUTURE_TIMESTAMP_SLACK",
+    "MAX_DEPTH",
     "SECRET_HEADER",
     "TOKEN_PARAMETER",
     "FynoWebhookBadRequest",
@@ -66,6 +70,15 @@ _ROW_ID = re.compile(r"[0-9]{1,18}")
 # Text fields copied to FynoDeliveryReport columns, with those columns' lengths,
 # so an oversized value is a 400 rather than a database error on PostgreSQL.
 _FIELDS = {"custom_id": 255, "request_id": 64, "channel": 32, "status": 64, "msg_id": 255}
+# How deep a report may nest objects and lists (the report object is level 1).
+# Fyno's reports are flat; the limit keeps a body far from the recursion limit of
+# every json.loads/json.dumps that will ever read or write the stored row.
+MAX_DEPTH = 32
+# A report's timestamp outside [EARLIEST_TIMESTAMP, now + FUTURE_TIMESTAMP_SLACK]
+# is no delivery time: it is ignored (as an unreadable one is), so the calendar's
+# edges (year 1, year 9999, BC once an offset is applied) never reach a column.
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+FUTURE_TIMESTAMP_SLACK = timedelta(days=1)
 # FynoOutbox.State values, spelled out because the mypy plugin types TextChoices
 # members as tuples (a test checks they match).
 OUTBOX_SENT = "sent"
@@ -134,8 +147,19 @@ class ParsedReport:
     timestamp: datetime | None
 
 
+def _custom_id_text(value: Any) -> Any:
+    """A numeric custom_id as the string it stands for (a sender may not quote it);
+    anything else (booleans included) as it is."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 def fingerprint(report: Mapping[str, Any]) -> str:
-    """sha256 of the report's canonical JSON: key order and spacing do not matter."""
+    """sha256 of the report's canonical JSON: key order and spacing do not matter,
+    nor whether ``custom_id`` is quoted (``42`` and ``"42"`` are one report)."""
+    if "custom_id" in report:
+        report = {**report, "custom_id": _custom_id_text(report["custom_id"])}
     canonical = json.dumps(report, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -144,9 +168,8 @@ def _text(report: Mapping[str, Any], key: str, where: str) -> str:
     value = report.get(key)
     if value is None:
         return ""
-    # A numeric custom_id is accepted (a sender may not quote it); booleans are not.
-    if key == "custom_id" and isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
+    if key == "custom_id":
+        value = _custom_id_text(value)
     if not isinstance(value, str):
         raise FynoWebhookBadRequest(f"{where}: {key} must be a string")
     if len(value) > _FIELDS[key]:
@@ -155,7 +178,10 @@ def _text(report: Mapping[str, Any], key: str, where: str) -> str:
 
 
 def _timestamp(value: Any) -> datetime | None:
-    """Fyno's report time, if it is one we can read (ISO 8601, or epoch s/ms)."""
+    """Fyno's report time (in UTC; local and naive when ``USE_TZ`` is False), if it
+    is one we can read (ISO 8601, or epoch s/ms) and a delivery can have (see
+    ``EARLIEST_TIMESTAMP``); else None."""
+    parsed: datetime | None = None
     if isinstance(value, str):
         try:
             parsed = parse_datetime(value)
@@ -163,26 +189,82 @@ def _timestamp(value: Any) -> datetime | None:
             return None
         if parsed is not None and timezone.is_naive(parsed):
             parsed = timezone.make_aware(parsed, dt_timezone.utc)
-        return parsed
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        seconds = value / 1000 if value > 1e11 else value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
         try:
-            return datetime.fromtimestamp(seconds, tz=dt_timezone.utc)
+            seconds = value / 1000 if value > 1e11 else value
+            parsed = datetime.fromtimestamp(seconds, tz=dt_timezone.utc)
         except (OverflowError, OSError, ValueError):
             return None
-    return None
+    if parsed is None:
+        return None
+    try:
+        # Year 1 east of UTC, or year 9999 west of it, is outside datetime's range in UTC.
+        parsed = parsed.astimezone(dt_timezone.utc)
+    except (OverflowError, ValueError):
+        return None
+    if not EARLIEST_TIMESTAMP <= parsed <= datetime.now(dt_timezone.utc) + FUTURE_TIMESTAMP_SLACK:
+        return None
+    if timezone.is_naive(timezone.now()):
+        # USE_TZ = False: the columns hold naive local times (and refuse aware ones).
+        return timezone.make_naive(parsed)
+    return parsed
+
+
+def _load(body: bytes) -> Any:
+    """The body as JSON. Python's parser also reads ``NaN`` and ``Infinity`` (as
+    floats, which :func:`_check_storable` refuses), and gives up on nesting deep
+    enough to exhaust the stack."""
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise FynoWebhookBadRequest("body is not valid JSON") from None
+    except RecursionError:
+        raise FynoWebhookBadRequest(f"body nests deeper than {MAX_DEPTH} levels") from None
+
+
+def _check_text(text: str, where: str) -> None:
+    if "\x00" in text:
+        # PostgreSQL refuses NUL in text and in jsonb (keys included).
+        raise FynoWebhookBadRequest(f"{where} holds a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate ("\ud800"): valid JSON, but no Unicode text to store.
+        raise FynoWebhookBadRequest(f"{where} holds a lone surrogate") from None
+
+
+def _check_storable(report: dict[str, Any], where: str) -> None:
+    """Refuse a report the databases cannot store or read back: nesting deeper than
+    ``MAX_DEPTH``, ``NaN`` or an infinite number (``Infinity``, or ``1e400``, which
+    overflows to it; JSON has neither), or a key or string with NUL or a lone
+    surrogate. Iterative, so the check itself never recurses."""
+    stack: list[tuple[Any, int]] = [(report, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise FynoWebhookBadRequest(f"{where} nests deeper than {MAX_DEPTH} levels")
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    _check_text(key, where)
+                    stack.append((item, depth + 1))
+            else:
+                stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            _check_text(value, where)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise FynoWebhookBadRequest(f"{where} holds {value}, which is not a JSON number")
 
 
 def parse_reports(body: bytes) -> list[ParsedReport]:
     """Validate a request body: one report object, or a non-empty list of them.
 
-    Checks shape and field types only; whether each ``custom_id`` names a row
-    is checked by :func:`store_reports`, under the rows' locks.
+    Checks shape, field types, and that every report can be stored and read
+    back on any database; whether each ``custom_id`` names a row is checked by
+    :func:`store_reports`, under the rows' locks. Refuses the whole body when
+    one report is refused.
     """
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise FynoWebhookBadRequest("body is not valid JSON") from None
+    data = _load(body)
     items = [data] if isinstance(data, dict) else data
     if not isinstance(items, list) or not items:
         raise FynoWebhookBadRequest("body must be a report object or a non-empty list of them")
@@ -191,6 +273,7 @@ def parse_reports(body: bytes) -> list[ParsedReport]:
         where = f"report {index}"
         if not isinstance(item, dict):
             raise FynoWebhookBadRequest(f"{where} is not an object")
+        _check_storable(item, where)
         custom_id = _text(item, "custom_id", where)
         outbox_id = None
         if custom_id:
@@ -241,7 +324,10 @@ def _store_once(item: ParsedReport, row: FynoOutbox | None) -> tuple[FynoDeliver
                 raw=item.raw,
             )
     except IntegrityError:
-        return FynoDeliveryReport.objects.get(fingerprint=item.fingerprint), False
+        existing = FynoDeliveryReport.objects.filter(fingerprint=item.fingerprint).first()
+        if existing is None:
+            raise  # not the unique fingerprint: a real error, not a duplicate
+        return existing, False
     return report, True
 
 

@@ -162,6 +162,17 @@ def test_delivered_at_without_a_readable_timestamp(
 
 
 @pytest.mark.django_db
+def test_delivered_at_without_time_zone_support(post: Callable[..., Any], settings: Any) -> None:
+    # USE_TZ = False: the report's time is stored as the naive local time it stands for.
+    settings.USE_TZ = False
+    settings.TIME_ZONE = "Asia/Kolkata"
+    row = outbox_row()
+    assert post(report(row, timestamp="2025-03-01T10:00:00+01:00")).status_code == 200
+    row.refresh_from_db()
+    assert row.delivered_at == datetime(2025, 3, 1, 14, 30)
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("status", ["delivered", "failed"])
 def test_a_report_resolves_an_unknown_row_to_sent(post: Callable[..., Any], status: str) -> None:
     row = outbox_row(state="unknown")

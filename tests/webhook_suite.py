@@ -46,6 +46,15 @@ BAD_BODIES = {
     "an empty list": b"[]",
     "a list of non-objects": b"[1, 2]",
     "a list with one non-object": b'[{"status": "delivered"}, "x"]',
+    # JSON Python reads but no database stores or reads back (and PostgreSQL's
+    # jsonb refuses NUL anywhere, keys included).
+    "NaN": b'{"status": "sent", "n": NaN}',
+    "Infinity in a list": b'[{"status": "sent"}, {"n": -Infinity}]',
+    "a lone surrogate": b'{"status": "\\ud800"}',
+    "NUL in a string": b'{"status": "a\\u0000b"}',
+    "NUL in a key": b'{"\\u0000": "x"}',
+    "nesting 990 deep": b'{"a": ' + b"[" * 990 + b"]" * 990 + b"}",
+    "nesting 100000 deep": b"[" * 100_000 + b"]" * 100_000,
 }
 
 
