@@ -5,8 +5,9 @@ django-allauth's adapters); :func:`get_adapter` resolves it when used.
 
 The ``get_*`` methods return raw values; :meth:`ProfileAdapter.build_payload`
 normalises them. A value Fyno would reject (an invalid email, a phone number
-that is not E.164, an unknown timezone, a string over 255 characters, an
-unknown channel, a property of an unsupported type) is dropped from the payload
+that is not E.164, an unknown timezone, a string over 255 characters or with
+a NUL character or a surrogate, an unknown channel, a property of an
+unsupported type or a number JSON cannot hold exactly) is dropped from the payload
 with one warning on the ``django_fyno.adapter`` logger, so one bad field never
 fails a user's sync. The warning names the user's distinct id and the field,
 never the rejected value: it is personal data.
@@ -35,8 +36,9 @@ from django_fyno.client.validation import (
     TOKEN_CHANNELS,
     check_phone,
     check_property_values,
-    check_text,
     check_timezone,
+    describe,
+    text_problem,
 )
 from django_fyno.conf import fyno_settings
 from django_fyno.exceptions import FynoConfigurationError, FynoValidationError
@@ -204,20 +206,23 @@ def _blank(value: Any) -> bool:
 
 def _check_distinct_id(value: Any) -> str:
     """Raise on an id no profile can have: a bug in the adapter, not bad user data."""
-    if isinstance(value, (int, uuid.UUID)) and not isinstance(value, bool):
-        value = str(value)
-    try:
-        distinct_id = check_text(value, "distinct_id")
-    except FynoValidationError:
+    too_long = f"get_distinct_id() must return at most {MAX_PROPERTY_STRING} characters"
+    if isinstance(value, uuid.UUID) or (isinstance(value, int) and not isinstance(value, bool)):
+        try:
+            value = str(value)
+        except ValueError:  # an int of more than 4,300 digits
+            raise FynoValidationError("distinct_id", too_long) from None
+    if not isinstance(value, str) or not value.strip():
+        raise FynoValidationError("distinct_id", "get_distinct_id() must return a non-empty string")
+    problem = text_problem(value)
+    if problem is not None:
         raise FynoValidationError(
-            "distinct_id", "get_distinct_id() must return a non-empty string"
-        ) from None
-    if len(distinct_id) > MAX_PROPERTY_STRING:
-        # The profile mirror stores it in a 255-character column.
-        raise FynoValidationError(
-            "distinct_id", f"get_distinct_id() must return at most {MAX_PROPERTY_STRING} characters"
+            "distinct_id", f"get_distinct_id() returned a string that {problem}"
         )
-    return distinct_id
+    if len(value) > MAX_PROPERTY_STRING:
+        # The profile mirror stores it in a 255-character column.
+        raise FynoValidationError("distinct_id", too_long)
+    return value
 
 
 def _normalise_name(distinct_id: str, name: Any) -> str | None:
@@ -230,17 +235,21 @@ def _normalise_name(distinct_id: str, name: Any) -> str | None:
     if len(text) > MAX_PROPERTY_STRING:
         _drop(distinct_id, "name", f"longer than {MAX_PROPERTY_STRING} characters")
         return None
+    problem = text_problem(text)
+    if problem is not None:
+        _drop(distinct_id, "name", problem)
+        return None
     return text
 
 
 def _normalise_timezone(distinct_id: str, timezone: Any) -> str | None:
     if _blank(timezone):
         return None
-    # zoneinfo.ZoneInfo (and pytz) zones print as their IANA key.
-    name = str(timezone).strip()
     try:
+        # zoneinfo.ZoneInfo (and pytz) zones print as their IANA key.
+        name = str(timezone).strip()
         return check_timezone(name)
-    except FynoValidationError:
+    except (FynoValidationError, ValueError):  # ValueError: str() of a 4,300-digit int
         _drop(distinct_id, "timezone", "not one of the timezones Fyno accepts")
         return None
 
@@ -260,6 +269,9 @@ def _channel_problem(channel: Any, value: Any) -> tuple[str | None, str]:
         return "push/inapp tokens are registered by Fyno's SDKs, not synced", ""
     if not isinstance(value, str):
         return "not a string", ""
+    problem = text_problem(value)
+    if problem is not None:
+        return problem, ""
     value = value.strip()
     if channel in PHONE_CHANNELS:
         value = value.translate(_PHONE_FORMATTING)
@@ -287,19 +299,11 @@ def _normalise_channels(distinct_id: str, channels: Mapping[Any, Any]) -> dict[s
             kept[channel] = normalised
         else:
             same_value = value if isinstance(value, str) else id(value)
-            dropped.setdefault((reason, same_value), []).append(repr(str(channel)))
+            dropped.setdefault((reason, same_value), []).append(describe(channel))
     for (reason, _), names in dropped.items():
         what = f"channel {names[0]}" if len(names) == 1 else f"channels {', '.join(names)}"
         _drop(distinct_id, what, reason)
     return kept
-
-
-def _property_problem(value: Any) -> str:
-    """Why ``check_property_values`` refused a value, worded without the value."""
-    items = value if isinstance(value, (list, tuple)) else [value]
-    if any(isinstance(item, str) and len(item) > MAX_PROPERTY_STRING for item in items):
-        return f"a string longer than {MAX_PROPERTY_STRING} characters"
-    return "not a string, finite number, boolean or a list of those"
 
 
 def _normalise_properties(distinct_id: str, properties: Mapping[Any, Any]) -> dict[str, Any]:
@@ -313,8 +317,9 @@ def _normalise_properties(distinct_id: str, properties: Mapping[Any, Any]) -> di
             continue
         try:
             kept.update(check_property_values({name: value}, "properties"))
-        except FynoValidationError:
-            _drop(distinct_id, f"property {name!r}", _property_problem(value))
+        except FynoValidationError as error:
+            # The checks' messages never hold the value.
+            _drop(distinct_id, f"property {describe(name)}", error.message)
     return kept
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
@@ -118,8 +121,14 @@ class FynoOutbox(WorkspaceFields):
     payload = models.JSONField(_("payload"), default=dict, blank=True)
     # Extra callback fields (custom1..3, allowlist_url); custom_id is always the row id.
     callback = models.JSONField(_("callback"), default=dict, blank=True)
-    dedupe_key = models.CharField(
-        _("dedupe key"), max_length=255, null=True, blank=True, unique=True
+    # The caller's dedupe key, as given to notify(); unique only within its scope.
+    # NULL: no key (an empty key is refused), as in the rows written before 0005.
+    dedupe_key = models.CharField(  # noqa: DJ001
+        _("dedupe key"), max_length=255, null=True, blank=True
+    )
+    # The key's scope, hashed (see dedupe_hash_for()): what the database keeps unique.
+    dedupe_hash = models.CharField(
+        _("dedupe hash"), max_length=64, null=True, blank=True, unique=True, editable=False
     )
     state = models.CharField(
         _("state"), max_length=16, choices=State.choices, default=State.PENDING
@@ -157,6 +166,18 @@ class FynoOutbox(WorkspaceFields):
     def custom_id(self) -> str:
         """What Fyno echoes back in delivery reports for this row."""
         return str(self.pk)
+
+    @staticmethod
+    def dedupe_hash_for(event: str, dedupe_key: str, distinct_id: str | None = None) -> str:
+        """The ``dedupe_hash`` of a dedupe key: sha256 of its scope.
+
+        The scope is the event name and the key, plus the recipient's distinct
+        id for one recipient of many (``distinct_id``). The parts are kept apart
+        by JSON, so no ``:`` in a key or an id can make two scopes equal, and the
+        column has a fixed width whatever the lengths of the parts.
+        """
+        scope = [event, dedupe_key] if distinct_id is None else [event, dedupe_key, distinct_id]
+        return hashlib.sha256(json.dumps(scope).encode()).hexdigest()
 
 
 class FynoDeliveryReport(models.Model):

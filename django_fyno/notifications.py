@@ -41,6 +41,10 @@ CALLBACK_FIELDS = ("custom1", "custom2", "custom3", "allowlist_url")
 INSERT_BATCH_SIZE = 1000
 
 # The outbox's CharField columns (event, distinct_id, dedupe_key) hold 255 characters.
+# Every string, number and nesting level is also checked by client.validation (check.*):
+# no NUL, no surrogates, exact JSON numbers, at most check.MAX_DEPTH levels, before
+# anything is written, so bad input never reaches the database (where PostgreSQL's
+# DataError would abort the caller's transaction).
 MAX_LENGTH = 255
 
 _MISSING: Any = object()
@@ -141,10 +145,11 @@ def _check_callback(callback: Any) -> dict[str, Any]:
             "callback.custom_id",
             "is reserved: django-fyno sends the outbox row's id so delivery reports find the row",
         )
-    unknown = sorted(str(key) for key in callback if key not in CALLBACK_FIELDS)
+    unknown = [key for key in callback if key not in CALLBACK_FIELDS]
     if unknown:
         raise FynoValidationError(
-            "callback", f"unknown keys {unknown}; expected {', '.join(CALLBACK_FIELDS)}"
+            "callback",
+            f"unknown keys {check.describe_keys(unknown)}; expected {', '.join(CALLBACK_FIELDS)}",
         )
     checked: dict[str, Any] = {}
     for key in ("custom1", "custom2", "custom3"):
@@ -178,16 +183,16 @@ def _db(using: str | None) -> str:
 
 
 def _insert_once(row: FynoOutbox, using: str) -> tuple[FynoOutbox, bool]:
-    """Insert a row carrying a dedupe key, or return the row already holding that key.
+    """Insert a row carrying a dedupe key, or return the row already holding its scope.
 
-    The unique constraint decides under concurrency; the savepoint keeps the
-    caller's transaction usable after the IntegrityError.
+    The unique constraint (on ``dedupe_hash``) decides under concurrency; the
+    savepoint keeps the caller's transaction usable after the IntegrityError.
     """
     try:
         with transaction.atomic(using=using):
             row.save(using=using, force_insert=True)
     except IntegrityError:
-        existing = FynoOutbox.objects.using(using).filter(dedupe_key=row.dedupe_key).first()
+        existing = FynoOutbox.objects.using(using).filter(dedupe_hash=row.dedupe_hash).first()
         if existing is None:
             raise  # another constraint failed: not a duplicate
         return existing, False
@@ -195,19 +200,19 @@ def _insert_once(row: FynoOutbox, using: str) -> tuple[FynoOutbox, bool]:
 
 
 def _insert_many_once(rows: list[FynoOutbox], using: str) -> list[FynoOutbox]:
-    """Insert the rows whose dedupe key is new; return every key's row, in order.
+    """Insert the rows whose dedupe scope is new; return every scope's row, in order.
 
     ``ON CONFLICT DO NOTHING`` never raises, so the caller's transaction stays
     usable and a concurrent notify with the same keys cannot fail this one.
     """
     manager = FynoOutbox.objects.using(using)
     manager.bulk_create(rows, batch_size=INSERT_BATCH_SIZE, ignore_conflicts=True)
-    keys = [row.dedupe_key for row in rows]
+    hashes = [row.dedupe_hash for row in rows]
     stored: dict[str | None, FynoOutbox] = {}
-    for start in range(0, len(keys), INSERT_BATCH_SIZE):
-        chunk = keys[start : start + INSERT_BATCH_SIZE]
-        stored.update((row.dedupe_key, row) for row in manager.filter(dedupe_key__in=chunk))
-    return [stored[key] for key in keys]
+    for start in range(0, len(hashes), INSERT_BATCH_SIZE):
+        chunk = hashes[start : start + INSERT_BATCH_SIZE]
+        stored.update((row.dedupe_hash, row) for row in manager.filter(dedupe_hash__in=chunk))
+    return [stored[key] for key in hashes]
 
 
 @overload
@@ -254,12 +259,17 @@ def notify(
     one row per distinct recipient. ``destinations`` adds explicit destinations
     to one user or distinct id (Fyno merges them over the profile's channels).
 
-    With ``dedupe_key``, a call whose key is already stored stores nothing and
-    returns the stored row; with many recipients each row's key is
-    ``f"{dedupe_key}:{distinct_id}"``.
+    ``dedupe_key`` is scoped to ``event``: a call whose event and key are
+    already stored stores nothing and returns the stored row. With many
+    recipients the scope also holds each recipient, so a re-run stores rows
+    only for recipients not yet notified. Every row keeps the key as given.
 
-    Raises :class:`FynoValidationError`, before storing anything, for an
-    unknown recipient or invalid destinations, data, callback or event name.
+    Raises :class:`FynoValidationError`, before anything is written (the
+    database never sees the bad value, and the caller's transaction stays
+    usable), for an unknown recipient or invalid destinations, data,
+    callback, event name or key: including a NUL character or a surrogate in
+    any string, a number JSON cannot hold exactly, or data nested deeper
+    than ``MAX_DEPTH`` levels.
     """
     event = _check_event(event)
     payload = _check_data(data)
@@ -279,6 +289,7 @@ def notify(
             payload=json.loads(json.dumps(payload)),
             callback=dict(extra_callback),
             dedupe_key=key,
+            dedupe_hash=None if key is None else FynoOutbox.dedupe_hash_for(event, key),
             **workspace.fields(),
         )
 
@@ -298,7 +309,7 @@ def notify(
         rows = [row(workspace, distinct_id) for distinct_id, workspace in _recipients(to)]
         if key is not None:
             for item in rows:
-                item.dedupe_key = _check_length(f"{key}:{item.distinct_id}", "dedupe_key")
+                item.dedupe_hash = FynoOutbox.dedupe_hash_for(event, key, item.distinct_id)
             created = _insert_many_once(rows, db)
         else:
             created = FynoOutbox.objects.using(db).bulk_create(rows, batch_size=INSERT_BATCH_SIZE)
@@ -357,10 +368,14 @@ class PropertyUpdates:
         identifiers need the positional form)."""
         if name is _MISSING:
             return values
+        if not isinstance(name, str):  # a list would not even be hashable
+            raise FynoValidationError(
+                f"{operation}.{check.label(name)}", "the property name must be a non-empty string"
+            )
         if value is _MISSING:
-            raise FynoValidationError(f"{operation}.{name}", "give a value")
+            raise FynoValidationError(f"{operation}.{check.label(name)}", "give a value")
         if name in values:
-            raise FynoValidationError(f"{operation}.{name}", "given twice")
+            raise FynoValidationError(f"{operation}.{check.label(name)}", "given twice")
         return {name: value, **values}
 
     def set(self, name: Any = _MISSING, value: Any = _MISSING, /, **values: Any) -> PropertyUpdates:

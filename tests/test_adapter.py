@@ -317,6 +317,79 @@ BAD_FIELDS = {
         "yes",
         lambda p: p.status == 1,
     ),
+    # Values the databases or JSON cannot hold as given (they used to crash or slip through).
+    "property 10**400": (
+        {"properties": {"big": 10**400, "plan": "pro"}},
+        "big",
+        "1000",
+        lambda p: p.properties == {"plan": "pro"},
+    ),
+    "property 2**53": (
+        {"properties": {"big": -(2**53), "plan": "pro"}},
+        "big",
+        str(2**53),
+        lambda p: p.properties == {"plan": "pro"},
+    ),
+    "list property holding 10**400": (
+        {"properties": {"scores": [1, 10**400]}},
+        "scores",
+        "1000",
+        lambda p: p.properties == {},
+    ),
+    "property string with a NUL": (
+        {"properties": {"bio": "se\x00cret", "plan": "pro"}},
+        "bio",
+        "cret",
+        lambda p: p.properties == {"plan": "pro"},
+    ),
+    "property list with a surrogate": (
+        {"properties": {"tags": ["ok", "\ud800"], "plan": "pro"}},
+        "tags",
+        "\ud800",
+        lambda p: p.properties == {"plan": "pro"},
+    ),
+    "property name with a NUL": (
+        {"properties": {"pl\x00an": "pro", "seats": 3}},
+        "property 'pl\\x00an'",
+        "\x00",
+        lambda p: p.properties == {"seats": 3},
+    ),
+    "huge property name": (
+        {"properties": {"p" * 100_000: object(), "seats": 3}},
+        "property '" + "p" * 32 + "'…",
+        "p" * 100,
+        lambda p: p.properties == {"seats": 3},
+    ),
+    "name with a NUL": (
+        {"name": "Ada\x00Lovelace"},
+        "name",
+        "Lovelace",
+        lambda p: p.name is None,
+    ),
+    "name with a surrogate": (
+        {"name": "Ada \udc80"},
+        "name",
+        "Ada",
+        lambda p: p.name is None,
+    ),
+    "slack channel with a NUL": (
+        {"channels": {"email": "ada@example.com", "slack": "U1\x00"}},
+        "slack",
+        "U1",
+        lambda p: p.channels == {"email": "ada@example.com"},
+    ),
+    "huge unknown channel": (
+        {"channels": {"email": "ada@example.com", "c" * 100_000: "x"}},
+        "channel '" + "c" * 32 + "'…",
+        "c" * 100,
+        lambda p: p.channels == {"email": "ada@example.com"},
+    ),
+    "timezone of 5,000 digits": (
+        {"timezone": 10**5000},
+        "timezone",
+        "1000",
+        lambda p: p.timezone is None,
+    ),
 }
 
 
@@ -338,6 +411,9 @@ def test_bad_field_is_dropped_with_one_warning(
     assert "42" in message
     assert field in message
     assert bad_value not in message
+    # Never a huge or binary value: short, and printable (no NUL, no surrogate).
+    assert len(message) < 200, message[:300]
+    assert message.isprintable(), ascii(message[:300])
 
 
 def test_each_bad_field_gets_its_own_warning(auth_user: User, warnings: Any) -> None:
@@ -371,6 +447,25 @@ def test_unusable_distinct_id_is_an_adapter_bug(auth_user: User, distinct_id: An
     with pytest.raises(FynoValidationError) as raised:
         adapter.build_payload(auth_user)
     assert raised.value.field == "distinct_id"
+
+
+@pytest.mark.parametrize(
+    ("distinct_id", "words"),
+    [
+        ("4\x002", "NUL"),
+        ("\ud800", "surrogate"),
+        (10**5000, "at most 255"),
+    ],
+    ids=["NUL", "surrogate", "an int of 5,000 digits"],
+)
+def test_a_distinct_id_no_database_can_hold_is_an_adapter_bug(
+    auth_user: User, distinct_id: Any, words: str
+) -> None:
+    adapter = adapter_returning(distinct_id=distinct_id)
+    with pytest.raises(FynoValidationError, match=words) as raised:
+        adapter.build_payload(auth_user)
+    assert raised.value.field == "distinct_id"
+    assert str(raised.value).isprintable()
 
 
 def test_int_and_uuid_distinct_ids_become_strings(auth_user: User) -> None:

@@ -15,6 +15,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.test import override_settings
 
 import django_fyno
@@ -24,7 +25,7 @@ from django_fyno.clients import default_workspace, get_client
 from django_fyno.exceptions import FynoTransientError, FynoValidationError
 from django_fyno.models import FynoOutbox
 from django_fyno.notifications import INSERT_BATCH_SIZE
-from tests.conftest import make_user, require_service
+from tests.conftest import here, make_user, require_service
 
 User = get_user_model()
 
@@ -240,9 +241,9 @@ class NotJSON:
         (("e" * 256, "42"), {}, "event"),
         ((None, "42"), {}, "event"),
         (("welcome", "42", ["not", "a", "mapping"]), {}, "data"),
-        (("welcome", "42", {"when": datetime(2025, 1, 1)}), {}, "data"),
-        (("welcome", "42", {"ratio": math.nan}), {}, "data"),
-        (("welcome", "42", {"obj": NotJSON()}), {}, "data"),
+        (("welcome", "42", {"when": datetime(2025, 1, 1)}), {}, "data.when"),
+        (("welcome", "42", {"ratio": math.nan}), {}, "data.ratio"),
+        (("welcome", "42", {"obj": NotJSON()}), {}, "data.obj"),
         (("welcome", "42"), {"callback": {"custom_id": "mine"}}, "callback.custom_id"),
         (("welcome", "42"), {"callback": {"enable": False}}, "callback"),
         (("welcome", "42"), {"callback": ["custom1"]}, "callback"),
@@ -256,7 +257,6 @@ class NotJSON:
         (("welcome", "42"), {"callback": {"allowlist_url": 7}}, "callback.allowlist_url"),
         (("welcome", "42"), {"dedupe_key": ""}, "dedupe_key"),
         (("welcome", "42"), {"dedupe_key": "k" * 256}, "dedupe_key"),
-        (("welcome", ["7", "8" * 250]), {"dedupe_key": "k" * 10}, "dedupe_key"),
     ],
 )
 def test_invalid_input_raises_and_stores_nothing(
@@ -340,12 +340,98 @@ def test_dedupe_with_many_recipients_uses_one_key_per_recipient(
     # One INSERT (conflicts skipped), one SELECT of the rows by key.
     with django_assert_num_queries(2):
         first = notify("digest", ["7", "8"], dedupe_key="digest:w1")
-    assert [row.dedupe_key for row in first] == ["digest:w1:7", "digest:w1:8"]
+    # Each row keeps the key as given; its scope (event, key, recipient) is what is unique.
+    assert [row.dedupe_key for row in first] == ["digest:w1", "digest:w1"]
     again = notify("digest", ["8", "9", "7"], dedupe_key="digest:w1")
     assert [row.distinct_id for row in again] == ["8", "9", "7"]
     assert again[0].pk == first[1].pk
     assert again[2].pk == first[0].pk
     assert FynoOutbox.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_a_key_used_by_another_event_never_swallows_a_fan_out_recipient(
+    scheduled: list[str],
+) -> None:
+    invoice = notify("invoice", "1", dedupe_key="digest:2")
+    digest = notify("digest", ["1", "2"], dedupe_key="digest")
+    assert [(row.event, row.distinct_id) for row in digest] == [("digest", "1"), ("digest", "2")]
+    assert invoice.pk not in {row.pk for row in digest}
+    assert sorted(FynoOutbox.objects.values_list("event", "distinct_id")) == [
+        ("digest", "1"),
+        ("digest", "2"),
+        ("invoice", "1"),
+    ]
+
+
+@pytest.mark.django_db
+def test_one_key_for_two_events_stores_one_row_for_each(scheduled: list[str]) -> None:
+    invoice = notify("invoice", "42", dedupe_key="order:7")
+    receipt = notify("receipt", "42", dedupe_key="order:7")
+    assert (invoice.event, receipt.event) == ("invoice", "receipt")
+    assert receipt.pk != invoice.pk
+    # Within its event the key still deduplicates, whatever the other arguments.
+    assert notify("receipt", "43", {"again": True}, dedupe_key="order:7").pk == receipt.pk
+    assert FynoOutbox.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_a_colon_in_a_key_or_an_id_cannot_make_two_scopes_one(scheduled: list[str]) -> None:
+    single = notify("digest", "x", dedupe_key="w1:7")
+    [fanned] = notify("digest", ["7"], dedupe_key="w1")
+    [first] = notify("digest", ["b:c"], dedupe_key="a")
+    [second] = notify("digest", ["c"], dedupe_key="a:b")
+    assert len({single.pk, fanned.pk, first.pk, second.pk}) == 4
+    assert sorted(FynoOutbox.objects.values_list("dedupe_key", "distinct_id")) == [
+        ("a", "b:c"),
+        ("a:b", "c"),
+        ("w1", "7"),
+        ("w1:7", "x"),
+    ]
+
+
+@pytest.mark.django_db
+def test_a_long_key_and_long_ids_deduplicate_a_fan_out(scheduled: list[str]) -> None:
+    ids, key = ["7", "8" * 255], "k" * 255
+    first = notify("digest", ids, dedupe_key=key)
+    again = notify("digest", ids, dedupe_key=key)
+    assert [row.pk for row in again] == [row.pk for row in first]
+    assert list(FynoOutbox.objects.values_list("dedupe_key", flat=True)) == [key, key]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_keeps_stored_keys_deduplicating(scheduled: list[str]) -> None:
+    """0005 hashes the keys stored before it: a retried notify still finds its row."""
+    before, after = [("django_fyno", "0004_workspaces")], [("django_fyno", "0005_dedupe_scope")]
+    executor = MigrationExecutor(connection)
+    try:
+        executor.migrate(before)
+        old_apps = executor.loader.project_state(before).apps
+        old_outbox = old_apps.get_model("django_fyno", "FynoOutbox")
+        keyed = old_outbox.objects.create(
+            kind="event", event="receipt", distinct_id="42", dedupe_key="receipt:7", **here()
+        )
+        fanned = old_outbox.objects.create(
+            kind="event", event="digest", distinct_id="8", dedupe_key="w1:8", **here()
+        )
+        unkeyed = old_outbox.objects.create(kind="event", event="welcome", distinct_id="43")
+        # A delivery report pointing at a row: the data migration updates rows it references.
+        old_apps.get_model("django_fyno", "FynoDeliveryReport").objects.create(
+            outbox_id=keyed.pk, fingerprint="f" * 64
+        )
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+        hashes = dict(FynoOutbox.objects.values_list("pk", "dedupe_hash"))
+        assert hashes == {
+            keyed.pk: FynoOutbox.dedupe_hash_for("receipt", "receipt:7"),
+            fanned.pk: FynoOutbox.dedupe_hash_for("digest", "w1:8"),
+            unkeyed.pk: None,
+        }
+        assert notify("receipt", "42", dedupe_key="receipt:7").pk == keyed.pk
+        assert FynoOutbox.objects.count() == 3
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 @pytest.mark.services

@@ -119,6 +119,28 @@ def test_invalid_values_raise_and_store_nothing(
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda p: p.set(["plan"], "pro"), "$set.<list>"),
+        (lambda p: p.add({"n": 1}, 1), "$add.<dict>"),
+        (lambda p: p.set("x" * 100_000), "$set.'" + "x" * 32 + "'…"),
+        (lambda p: p.append("t\x00", "a", **{"t\x00": "b"}), "$append.'t\\x00'"),
+    ],
+    ids=["a list as the name", "a dict as the name", "a huge name", "a NUL name twice"],
+)
+def test_a_name_that_is_no_property_name_is_refused_without_showing_it(
+    call: Any, field: str, scheduled: list[str]
+) -> None:
+    with pytest.raises(FynoValidationError) as caught:
+        call(properties("42"))
+    assert caught.value.field == field
+    assert len(str(caught.value)) < 200
+    assert str(caught.value).isprintable()
+    assert FynoOutbox.objects.count() == 0
+
+
+@pytest.mark.django_db
 def test_a_failed_call_keeps_the_rows_already_written(scheduled: list[str]) -> None:
     updates = properties("42").add("logins", 1)
     with pytest.raises(FynoValidationError):

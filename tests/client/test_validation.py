@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import pytest
 import responses
 
 from django_fyno.client import FynoClient, FynoValidationError
+from django_fyno.client.validation import MAX_DEPTH
 
 Call = Callable[[FynoClient], Any]
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """``depth`` mappings, each in the next, built without recursion."""
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def twice_cyclic() -> dict[str, Any]:
+    """A mapping holding itself twice: a naive walk would visit 2**depth values."""
+    data: dict[str, Any] = {}
+    data["a"] = data["b"] = data
+    return data
+
 
 CASES: list[tuple[str, Call, str]] = [
     ("blank distinct_id", lambda c: c.get_profile("  "), "distinct_id"),
@@ -126,6 +144,84 @@ CASES: list[tuple[str, Call, str]] = [
         lambda c: c.delete_suppression(id="R", distinct_id="U1"),
         "id",
     ),
+    # Values neither JSON nor a database holds as given, anywhere in the input.
+    ("NUL in an event name", lambda c: c.send_event("e\x00", distinct_id="U1"), "event"),
+    ("NUL in a distinct id", lambda c: c.get_profile("U\x001"), "distinct_id"),
+    (
+        "surrogate in a distinct id",
+        lambda c: c.delete_profiles(["U1", "\udc00"]),
+        "distinct_ids[1]",
+    ),
+    (
+        "NUL in data",
+        lambda c: c.send_event("e", distinct_id="U1", data={"a": [{"b": "\x00"}]}),
+        "data.a[0].b",
+    ),
+    (
+        "surrogate in a data key",
+        lambda c: c.send_event("e", distinct_id="U1", data={"\ud800": 1}),
+        "data.'\\ud800'",
+    ),
+    (
+        "10**400 in data",
+        lambda c: c.send_event("e", to={"email": "a@b.c"}, data={"n": 10**400}),
+        "data.n",
+    ),
+    ("2**53 in data", lambda c: c.send_event("e", distinct_id="U1", data={"n": 2**53}), "data.n"),
+    (
+        "a date in data",
+        lambda c: c.send_event("e", distinct_id="U1", data={"when": date(2025, 1, 1)}),
+        "data.when",
+    ),
+    (
+        "data nested 5,000 deep",
+        lambda c: c.send_event("e", distinct_id="U1", data=nested(5000)),
+        "data",
+    ),
+    (
+        "data that contains itself twice",
+        lambda c: c.send_event("e", distinct_id="U1", data=twice_cyclic()),
+        "data",
+    ),
+    (
+        "deep data in a bulk item",
+        lambda c: c.send_bulk("e", [{"distinct_id": "U1", "data": nested(MAX_DEPTH + 1)}]),
+        "batch[0].data",
+    ),
+    (
+        "NUL in a callback field",
+        lambda c: c.send_event(
+            "e", distinct_id="U1", callback={"custom_id": "1", "custom1": "\x00"}
+        ),
+        "callback.custom1",
+    ),
+    ("NUL in a destination", lambda c: c.send_event("e", to={"slack": "U\x00"}), "to.slack"),
+    (
+        "huge unknown channel",
+        lambda c: c.send_event("e", to={"x" * 100_000: "1"}),
+        "to.'" + "x" * 32 + "'…",
+    ),
+    ("$add 10**400", lambda c: c.increment_properties("U1", {"n": 10**400}), "increments.n"),
+    ("$add -(2**53)", lambda c: c.increment_properties("U1", {"n": -(2**53)}), "increments.n"),
+    ("$set NUL", lambda c: c.set_properties("U1", {"bio": "\x00"}), "properties.bio"),
+    (
+        "$set 10**400 in a list",
+        lambda c: c.set_properties("U1", {"n": [1, 10**400]}),
+        "properties.n[1]",
+    ),
+    ("$append 10**400", lambda c: c.append_to_lists("U1", {"n": 10**400}), "values.n"),
+    ("$remove surrogate", lambda c: c.remove_from_lists("U1", {"t": "\ud800"}), "values.t"),
+    (
+        "property name with NUL",
+        lambda c: c.set_properties("U1", {"a\x00": 1}),
+        "properties.'a\\x00'",
+    ),
+    ("$unset name with NUL", lambda c: c.unset_properties("U1", ["a\x00"]), "names[0]"),
+    (
+        "batch $add 10**400",
+        lambda c: c.batch_properties([{"distinct_id": "U1", "action": {"$add": {"n": 10**400}}}]),
+        "batch[0].action.$add.n",
+    ),
 ]
 
 
@@ -137,4 +233,7 @@ def test_bad_input_is_refused_before_any_request(
         call(client)
     assert caught.value.field == field
     assert str(caught.value).startswith(f"{field}: ")
+    # The message never echoes a huge or binary value.
+    assert len(str(caught.value)) < 300
+    assert str(caught.value).isprintable()
     assert len(mocked.calls) == 0
