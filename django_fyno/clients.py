@@ -31,12 +31,13 @@ import hashlib
 import inspect
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
+from django.views.decorators.debug import sensitive_variables
 
 from django_fyno.client import FynoClient, FynoConfig, RetryPolicy
 from django_fyno.client.exceptions import FynoConfigurationError
@@ -132,57 +133,95 @@ def _name(resolver: Callable[..., Any]) -> str:
     return getattr(resolver, "__qualname__", repr(resolver))
 
 
-def _checked(resolver: Callable[..., Any], resolved: Any) -> dict[str, str]:
-    """The resolver's answer, checked; messages name keys and types, never values."""
-    name = _name(resolver)
+@dataclass(frozen=True)
+class _Answer:
+    """A resolver's answer, checked. Like every object here holding a key, its repr
+    hides it: tracebacks show the variables of their frames (Django's debug page
+    with ``DEBUG = True``, error e-mails), and these objects are such variables."""
+
+    wsid: str
+    api_key: str = field(repr=False)
+    version: str | None = None
+    endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class _Credentials:
+    """A workspace and its API key, on their way to a :class:`FynoConfig`."""
+
+    workspace: Workspace
+    api_key: str = field(repr=False)
+
+
+class _Refused(Exception):
+    """A resolver's answer is unusable; the message names keys and types, never values."""
+
+
+def _parse(resolved: Any) -> _Answer:
     if not isinstance(resolved, Mapping):
-        raise FynoConfigurationError(
-            f"FYNO['CLIENT_RESOLVER'] {name} must return a dict with WSID and API_KEY, "
-            f"not {type(resolved).__name__}"
-        )
+        raise _Refused(f"must return a dict with WSID and API_KEY, not {type(resolved).__name__}")
     unknown = sorted(str(key) for key in resolved if key not in RESOLVER_KEYS)
     if unknown:
-        raise FynoConfigurationError(
-            f"FYNO['CLIENT_RESOLVER'] {name} returned unknown keys {unknown}; "
-            f"expected {', '.join(RESOLVER_KEYS)}"
-        )
+        raise _Refused(f"returned unknown keys {unknown}; expected {', '.join(RESOLVER_KEYS)}")
     answer: dict[str, str] = {}
     for key in RESOLVER_KEYS:
         required = key in ("WSID", "API_KEY")
         if key not in resolved or resolved[key] is None:
             if required:
-                raise FynoConfigurationError(f"FYNO['CLIENT_RESOLVER'] {name} returned no {key}")
+                raise _Refused(f"returned no {key}")
             continue
         if not isinstance(resolved[key], str) or not resolved[key]:
-            raise FynoConfigurationError(
-                f"FYNO['CLIENT_RESOLVER'] {name} returned an invalid {key}: "
-                "it must be a non-empty string"
-            )
+            raise _Refused(f"returned an invalid {key}: it must be a non-empty string")
         answer[key] = resolved[key]
-    return answer
+    return _Answer(answer["WSID"], answer["API_KEY"], answer.get("VERSION"), answer.get("ENDPOINT"))
+
+
+# The resolver hands out keys: in error reports (DEBUG = False) the variables of
+# its frames, and of this one, are hidden.
+@sensitive_variables()
+def _ask(resolver: Callable[..., Any], user: Any, **kwargs: Any) -> _Answer | None:
+    """Call the resolver and check its answer (None stays None).
+
+    A refused answer raises :class:`FynoConfigurationError` from this frame, once
+    it no longer holds the answer, and not chained to the error that found it.
+    """
+    resolved = resolver(user, **kwargs)
+    if resolved is None:
+        return None
+    try:
+        return _parse(resolved)
+    except _Refused as refused:
+        problem = str(refused)
+    del resolved
+    raise FynoConfigurationError(f"FYNO['CLIENT_RESOLVER'] {_name(resolver)} {problem}")
 
 
 def _settings_workspace() -> Workspace:
     return Workspace(fyno_settings.WSID, fyno_settings.VERSION.value, fyno_settings.ENDPOINT)
 
 
-def _resolve_user(user: Any) -> tuple[Workspace, str]:
+def _resolve_user(user: Any) -> _Credentials:
     """The workspace of ``user`` (None: the project's) and its API key."""
     resolver = _resolver()
     if resolver is None:
-        return _settings_workspace(), fyno_settings.API_KEY
-    answer = _checked(resolver, resolver(user))
-    if answer.get("VERSION", "live") not in ("live", "test"):
+        return _Credentials(_settings_workspace(), fyno_settings.API_KEY)
+    answer = _ask(resolver, user)
+    if answer is None:
+        raise FynoConfigurationError(
+            f"FYNO['CLIENT_RESOLVER'] {_name(resolver)} must return a dict with WSID and "
+            "API_KEY, not NoneType"
+        )
+    if answer.version not in (None, "live", "test"):
         raise FynoConfigurationError(
             f"FYNO['CLIENT_RESOLVER'] {_name(resolver)} returned an invalid VERSION: "
             "it must be 'live' or 'test'"
         )
     workspace = Workspace(
-        answer["WSID"],
-        answer.get("VERSION", fyno_settings.VERSION.value),
-        answer.get("ENDPOINT", fyno_settings.ENDPOINT).rstrip("/"),
+        answer.wsid,
+        answer.version or fyno_settings.VERSION.value,
+        (answer.endpoint or fyno_settings.ENDPOINT).rstrip("/"),
     )
-    return workspace, answer["API_KEY"]
+    return _Credentials(workspace, answer.api_key)
 
 
 def _accepts_workspace(resolver: Callable[..., Any]) -> bool:
@@ -196,7 +235,7 @@ def _accepts_workspace(resolver: Callable[..., Any]) -> bool:
     )
 
 
-def _key_for(workspace: Workspace) -> str:
+def _credentials_for(workspace: Workspace) -> _Credentials:
     """The API key of a workspace a row recorded; raises WorkspaceUnavailable."""
     if not workspace.wsid:
         raise WorkspaceUnavailable("the row records no Fyno workspace")
@@ -207,33 +246,33 @@ def _key_for(workspace: Workspace) -> str:
                 f"workspace {workspace.wsid} can no longer be resolved: FYNO['WSID'] is now "
                 f"{fyno_settings.WSID or '(empty)'} and no CLIENT_RESOLVER is set"
             )
-        return fyno_settings.API_KEY
+        return _Credentials(workspace, fyno_settings.API_KEY)
     if not _accepts_workspace(resolver):
         raise FynoConfigurationError(
             f"FYNO['CLIENT_RESOLVER'] {_name(resolver)} must accept a `workspace` keyword "
             "argument, to give the credentials of a workspace a stored row belongs to "
             "(see docs/settings.md)"
         )
-    resolved = resolver(None, workspace=workspace)
-    if resolved is None:
+    answer = _ask(resolver, None, workspace=workspace)
+    if answer is None:
         raise WorkspaceUnavailable(
             f"workspace {workspace.wsid} can no longer be resolved: "
             f"FYNO['CLIENT_RESOLVER'] {_name(resolver)} returned None for it"
         )
-    answer = _checked(resolver, resolved)
-    if answer["WSID"] != workspace.wsid:
+    if answer.wsid != workspace.wsid:
         raise WorkspaceUnavailable(
             f"workspace {workspace.wsid} can no longer be resolved: "
-            f"FYNO['CLIENT_RESOLVER'] {_name(resolver)} answered for workspace {answer['WSID']}"
+            f"FYNO['CLIENT_RESOLVER'] {_name(resolver)} answered for workspace {answer.wsid}"
         )
-    return answer["API_KEY"]
+    return _Credentials(workspace, answer.api_key)
 
 
-def _config(workspace: Workspace, api_key: str, pool_size: int | None) -> FynoConfig:
+def _config(credentials: _Credentials, pool_size: int | None) -> FynoConfig:
+    workspace = credentials.workspace
     try:
         return FynoConfig(
             wsid=workspace.wsid,
-            api_key=api_key,
+            api_key=credentials.api_key,
             version=workspace.version,
             endpoint=workspace.endpoint,
             connect_timeout=fyno_settings.CONNECT_TIMEOUT,
@@ -241,15 +280,17 @@ def _config(workspace: Workspace, api_key: str, pool_size: int | None) -> FynoCo
             retry=_retry_policy(),
             **({} if pool_size is None else {"pool_size": max(pool_size, 1)}),
         )
-    except FynoConfigurationError:
-        raise  # its messages never hold the key
+    except FynoConfigurationError as exc:
+        # Its messages never hold the key, but FynoConfig's frames (below this one)
+        # hold it in a variable: raise it from here, without them.
+        raise exc.with_traceback(None) from None
     except (TypeError, ValueError) as exc:
-        raise FynoConfigurationError(f"Fyno settings are invalid: {exc}") from exc
+        raise FynoConfigurationError(f"Fyno settings are invalid: {exc}") from None
 
 
 def workspace_for(user: Any = None) -> Workspace:
     """The workspace ``user``'s profile and messages belong to (None: the project's)."""
-    return _resolve_user(user)[0]
+    return _resolve_user(user).workspace
 
 
 def workspaces_for(users: list[Any]) -> list[Workspace]:
@@ -270,8 +311,7 @@ def get_config(user: Any = None) -> FynoConfig:
     Raises :class:`FynoConfigurationError` when the settings or the resolver's
     answer are unusable.
     """
-    workspace, api_key = _resolve_user(user)
-    return _config(workspace, api_key, None)
+    return _config(_resolve_user(user), None)
 
 
 def _cached(config: FynoConfig) -> FynoClient:
@@ -314,7 +354,7 @@ def client_for(workspace: Workspace, *, pool_size: int | None = None) -> FynoCli
     (never a client for another workspace). ``pool_size`` asks for at least
     that many pooled connections (one per thread that shares the client).
     """
-    return _cached(_config(workspace, _key_for(workspace), pool_size))
+    return _cached(_config(_credentials_for(workspace), pool_size))
 
 
 def reset_clients() -> None:

@@ -25,7 +25,7 @@ from .exceptions import (
     FynoValidationError,
     error_for_response,
 )
-from .operations import OPERATIONS
+from .operations import OPERATIONS, OperationSpec
 from .transport import (
     IDEMPOTENT,
     NOT_IDEMPOTENT,
@@ -76,6 +76,46 @@ def _transport_error(exc: requests.RequestException, method: str, path: str) -> 
     )
 
 
+def _system_error(exc: requests.RequestException) -> OSError | None:
+    """The operating system's error under a requests failure, if any.
+
+    Refused, unreachable, DNS failure, timeout, reset, TLS: urllib3 keeps it
+    as ``reason``, in ``args`` or as ``__cause__``/``__context__``.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and not isinstance(current, requests.RequestException):
+            return current
+        nested = (current.__cause__, current.__context__, getattr(current, "reason", None))
+        pending.extend(e for e in (*nested, *current.args) if isinstance(e, BaseException))
+    return None
+
+
+def _frameless_cause(exc: requests.RequestException) -> OSError | None:
+    """What to chain to our error instead of ``exc``: its system error, copied bare.
+
+    ``exc`` itself is never chained: its traceback runs through requests,
+    urllib3 and http.client, whose frames hold the request's headers,
+    ``Authorization: Bearer <key>`` among them, and Django's debug page and
+    error e-mails show the variables of every chained exception's frames. The
+    copy keeps what helps (``ConnectionRefusedError: [Errno 111] Connection
+    refused``) without a traceback, a chain, or anything but its numbers and text.
+    """
+    found = _system_error(exc)
+    if found is None:
+        return None
+    args = tuple(arg for arg in found.args if isinstance(arg, (int, str)))
+    try:
+        return type(found)(*args)
+    except Exception:  # a subclass with its own constructor
+        return OSError(*args)
+
+
 def _decode(response: requests.Response) -> Any:
     """The JSON body, or the text when it is not JSON (a proxy's HTML error page…)."""
     if not response.content:
@@ -110,16 +150,25 @@ class FynoClient:
         read_timeout: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
-        if config is None:
-            settings: dict[str, Any] = _drop_none(
-                endpoint=endpoint,
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
-                retry=retry,
-            )
-            config = FynoConfig(wsid=wsid or "", api_key=api_key or "", version=version, **settings)
-        elif wsid is not None or api_key is not None:
-            raise FynoConfigurationError("pass either config or wsid/api_key, not both")
+        try:
+            if config is None:
+                settings: dict[str, Any] = _drop_none(
+                    endpoint=endpoint,
+                    connect_timeout=connect_timeout,
+                    read_timeout=read_timeout,
+                    retry=retry,
+                )
+                config = FynoConfig(
+                    wsid=wsid or "", api_key=api_key or "", version=version, **settings
+                )
+            elif wsid is not None or api_key is not None:
+                raise FynoConfigurationError("pass either config or wsid/api_key, not both")
+        except FynoConfigurationError as exc:
+            # Its message never holds the key, but tracebacks show every frame's
+            # variables (Django's debug page, error e-mails): raise it afresh from
+            # here, without FynoConfig's frames, and without this frame's api_key.
+            del api_key
+            raise exc.with_traceback(None) from None
         self.config = config
         self._session = build_session(
             config.api_key,
@@ -176,28 +225,7 @@ class FynoClient:
                 "Fyno %s %s request body: %s", spec.method, spec.template, json.dumps(body)
             )
         started = time.perf_counter()
-        try:
-            response = send_with_retries(
-                lambda: self._session.send(
-                    prepared,
-                    proxies=self._proxies,
-                    timeout=(self.config.connect_timeout, self.config.read_timeout),
-                    allow_redirects=False,
-                ),
-                rules=IDEMPOTENT if spec.idempotent else NOT_IDEMPOTENT,
-                policy=self.config.retry,
-                label=f"{spec.method} {spec.template}",
-            )
-        except requests.RequestException as exc:
-            error = _transport_error(exc, spec.method, spec.template)
-            logger.warning(
-                "Fyno %s %s failed after %d ms: %s",
-                spec.method,
-                spec.template,
-                (time.perf_counter() - started) * 1000,
-                error,
-            )
-            raise error from exc
+        response = self._send(prepared, spec, started)
         elapsed_ms = (time.perf_counter() - started) * 1000
         reply = _decode(response)
         request_id = reply.get("request_id") if isinstance(reply, dict) else None
@@ -226,6 +254,36 @@ class FynoClient:
                 ),
             )
         return reply
+
+    def _send(
+        self, prepared: requests.PreparedRequest, spec: OperationSpec, started: float
+    ) -> requests.Response:
+        """Send with the operation's retry rules; a failure without an answer raises ours."""
+        try:
+            return send_with_retries(
+                lambda: self._session.send(
+                    prepared,
+                    proxies=self._proxies,
+                    timeout=(self.config.connect_timeout, self.config.read_timeout),
+                    allow_redirects=False,
+                ),
+                rules=IDEMPOTENT if spec.idempotent else NOT_IDEMPOTENT,
+                policy=self.config.retry,
+                label=f"{spec.method} {spec.template}",
+            )
+        except requests.RequestException as exc:
+            error = _transport_error(exc, spec.method, spec.template)
+            cause = _frameless_cause(exc)
+        logger.warning(
+            "Fyno %s %s failed after %d ms: %s",
+            spec.method,
+            spec.template,
+            (time.perf_counter() - started) * 1000,
+            error,
+        )
+        # Raised outside the except clause, so requests' error is neither the cause
+        # nor the context of ours: see _frameless_cause.
+        raise error from cause
 
     # -- events ------------------------------------------------------------------
 
@@ -259,7 +317,7 @@ class FynoClient:
                 raise FynoValidationError(where, "must be a mapping")
             unknown = set(item) - {"distinct_id", "to", "data", "callback"}
             if unknown:
-                raise FynoValidationError(where, f"unknown keys {sorted(unknown)}")
+                raise FynoValidationError(where, f"unknown keys {check.describe_keys(unknown)}")
             items.append(self._event_item(prefix=f"{where}.", **item))
         if not items:
             raise FynoValidationError("batch", "must hold at least one item")

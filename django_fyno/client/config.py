@@ -113,4 +113,10 @@ class FynoConfig:
             "endpoint": env.get("FYNO_ENDPOINT") or DEFAULT_ENDPOINT,
         }
         values.update(overrides)
-        return cls(**values)
+        try:
+            return cls(**values)
+        except FynoConfigurationError as error:
+            # These frames hold the key (the environment, the values): a traceback
+            # (Django's debug page, an error report) must not show them.
+            del env, environ, values, overrides
+            raise error.with_traceback(None) from None
