@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=None, help="seed the faults' random choices (repeatable runs)"
     )
     parser.add_argument(
+        "--allow-remote-webhooks",
+        action="store_true",
+        help="let the webhook sender call URLs on other hosts (default: loopback only)",
+    )
+    parser.add_argument(
         "--verbose", action="store_true", help="log one line per request (never headers)"
     )
     return parser
@@ -189,7 +194,11 @@ def build_emulator(args: argparse.Namespace) -> Emulator:
     """
     workspaces = getattr(args, "workspaces", None) or [(args.wsid, args.api_key)]
     return Emulator(
-        workspaces=dict(workspaces), events=args.events, faults=faults_from(args), seed=args.seed
+        workspaces=dict(workspaces),
+        events=args.events,
+        faults=faults_from(args),
+        seed=args.seed,
+        allow_remote_webhooks=getattr(args, "allow_remote_webhooks", False),
     )
 
 

@@ -3,9 +3,15 @@
 Interface other parts rely on (keep it stable):
 
 - ``Emulator(wsid=..., api_key=..., *, events=None, strict_replies=True)`` is a
-  WSGI callable serving the Fyno API under any mount point (the path it sees
-  starts with ``/{WSID}/...``; a leading ``/v1`` is tolerated), plus the
-  control API under ``/_emulator/``.
+  WSGI callable serving the Fyno API at its mount point (the path it sees
+  starts with ``/{WSID}/...``), plus the control API under ``/_emulator/``.
+  Served by :mod:`.server` or :mod:`.responses_adapter`, which name their
+  mount point in the environ (:data:`~.environ.MOUNT_KEY`, ``/v1`` by
+  default), it answers the API only under that mount, as Fyno answers it
+  only under ``/v1``: a request outside it is Fyno's 404 ``Cannot POST
+  /path``. Under another WSGI server it serves the API at its SCRIPT_NAME,
+  and also tolerates a leading ``/v1`` there. As Fyno (Express) does, one
+  trailing slash is ignored: ``POST .../profiles/`` creates a profile.
 - ``Emulator(workspaces={"FY1": "key-1", "FY2": "key-2"})`` serves several
   workspaces; the first is the default one. ``emulator.workspace("FY2")`` is
   a :class:`~.workspace.Workspace` with the same Python control API, acting
@@ -37,19 +43,38 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from . import control
-from .contract import Operation, find_operation, validate_reply, validate_request
+from .contract import Operation, find_operation, route_path, validate_reply, validate_request
+from .environ import MAX_BODY, MOUNT_KEY, too_large_message
 from .faults import Decision, Fault
 from .handlers import HANDLERS, PROPERTY_KEYS, Ctx, precheck
-from .workspace import LoggedRequest, Workspace, WorkspaceControls, derived_seed
+from .workspace import LoggedRequest, WebhookError, Workspace, WorkspaceControls, derived_seed
 
-__all__ = ["DropConnection", "Emulator", "LoggedRequest", "UnknownWorkspace", "Workspace"]
+__all__ = [
+    "DropConnection",
+    "Emulator",
+    "LoggedRequest",
+    "UnknownWorkspace",
+    "WebhookError",
+    "Workspace",
+]
 
 JSON_HEADERS = [("Content-Type", "application/json")]
 _SECRET_HEADERS = frozenset({"HTTP_AUTHORIZATION", "HTTP_COOKIE", "HTTP_PROXY_AUTHORIZATION"})
 # What every workspace is built with unless add_workspace() says otherwise.
 _WORKSPACE_OPTIONS = frozenset(
-    {"events", "faults", "seed", "preferences", "request_log_limit", "webhook_timeout"}
+    {
+        "events",
+        "faults",
+        "seed",
+        "preferences",
+        "request_log_limit",
+        "webhook_timeout",
+        "allow_remote_webhooks",
+    }
 )
+# Fyno's bodies are shallow; deeper nesting is refused before it can exhaust
+# the stack of the validators, the request log or json.dumps.
+MAX_JSON_DEPTH = 64
 
 
 class DropConnection(Exception):
@@ -64,6 +89,10 @@ def _error(message: str) -> dict[str, str]:
     return {"_message": message, "status": "error"}
 
 
+class _TooLarge(Exception):
+    pass
+
+
 def _read_body(environ: Mapping[str, Any]) -> bytes:
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -71,18 +100,41 @@ def _read_body(environ: Mapping[str, Any]) -> bytes:
         length = 0
     if length <= 0:
         return b""
+    if length > MAX_BODY:  # the emulator's server never passes one; another might
+        raise _TooLarge
     data: bytes = environ["wsgi.input"].read(length)
     return data
 
 
-def _parse_json(raw: bytes) -> tuple[Any, bool]:
-    """(parsed body or None, whether it failed to parse)."""
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and objects (iterative: never recurses)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_JSON_DEPTH:
+                stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def _parse_json(raw: bytes) -> tuple[Any, str | None]:
+    """(parsed body or None, why it was refused or None)."""
     if not raw.strip():
-        return None, False
+        return None, None
+    too_deep = f"Request body nests JSON deeper than {MAX_JSON_DEPTH} levels"
     try:
-        return json.loads(raw), False
+        parsed = json.loads(raw)
+    except RecursionError:
+        return None, too_deep
     except ValueError:
-        return None, True
+        return None, "Request body is not valid JSON"
+    if _depth(parsed) > MAX_JSON_DEPTH:
+        return None, too_deep
+    return parsed, None
 
 
 def _headers(environ: Mapping[str, Any]) -> dict[str, str]:
@@ -118,8 +170,10 @@ class Emulator(WorkspaceControls):
     ``workspaces`` may also be a dict of that workspace's own options:
     ``{"api_key": ..., "events": [...], "faults": {...}, "preferences": {...}}``.
     The other keyword arguments (``events``, ``faults``, ``seed``,
-    ``preferences``, ``request_log_limit``, ``webhook_timeout``) apply to every
-    workspace that does not say otherwise.
+    ``preferences``, ``request_log_limit``, ``webhook_timeout``,
+    ``allow_remote_webhooks``) apply to every workspace that does not say
+    otherwise. The webhook sender calls only URLs on this machine (loopback)
+    unless ``allow_remote_webhooks``.
 
     The Python control methods (``set_fault``, ``state``, ``request_log``...)
     act on the default workspace; :meth:`workspace` gives another one.
@@ -138,6 +192,7 @@ class Emulator(WorkspaceControls):
         preferences: Mapping[str, Iterable[Mapping[str, Any]]] | None = None,
         request_log_limit: int | None = 10_000,
         webhook_timeout: float = 5.0,
+        allow_remote_webhooks: bool = False,
     ) -> None:
         self.strict_replies = strict_replies
         self._defaults: dict[str, Any] = {
@@ -147,6 +202,7 @@ class Emulator(WorkspaceControls):
             "preferences": preferences,
             "request_log_limit": request_log_limit,
             "webhook_timeout": webhook_timeout,
+            "allow_remote_webhooks": allow_remote_webhooks,
         }
         # Replaced, never changed in place: requests read it without a lock.
         self._workspaces: dict[str, Workspace] = {}
@@ -187,7 +243,8 @@ class Emulator(WorkspaceControls):
         """Serve one more workspace; returns it.
 
         ``options`` (``events``, ``faults``, ``seed``, ``preferences``,
-        ``request_log_limit``, ``webhook_timeout``) default to the emulator's.
+        ``request_log_limit``, ``webhook_timeout``, ``allow_remote_webhooks``)
+        default to the emulator's.
         ValueError for an invalid or already served WSID, or a bad key.
         """
         unknown = sorted(set(options) - _WORKSPACE_OPTIONS)
@@ -267,6 +324,18 @@ class Emulator(WorkspaceControls):
         for space in self._workspaces.values():
             space.webhook_timeout = seconds
 
+    @property
+    def allow_remote_webhooks(self) -> bool:
+        """Whether webhooks may be on another host than this one (default: loopback only)."""
+        return bool(self.workspace().allow_remote_webhooks)
+
+    @allow_remote_webhooks.setter
+    def allow_remote_webhooks(self, allowed: bool) -> None:
+        """Applies to every workspace."""
+        self._defaults["allow_remote_webhooks"] = allowed
+        for space in self._workspaces.values():
+            space.allow_remote_webhooks = allowed
+
     def reset(self) -> None:
         """Forget all state, request logs and webhooks, of every workspace.
 
@@ -291,24 +360,31 @@ class Emulator(WorkspaceControls):
         started = time.perf_counter()
         method = str(environ.get("REQUEST_METHOD") or "GET").upper()
         path = environ.get("PATH_INFO") or "/"
-        if path.startswith("/v1/"):  # mounted at the host root rather than at /v1
-            path = path[3:]
+        # Where the client sent it, for Fyno's "Cannot POST /v1/..." text.
+        full_path = str(environ.get("SCRIPT_NAME") or "") + path
         query = dict(parse_qsl(environ.get("QUERY_STRING") or "", keep_blank_values=True))
-        raw = _read_body(environ)
         if path == control.PREFIX or path.startswith(control.PREFIX + "/"):
-            body, broken = _parse_json(raw)
-            if broken:
-                return self._respond(start_response, 400, _error("Request body is not valid JSON"))
-            return self._respond(start_response, *control.handle(self, method, path, query, body))
+            return self._control(environ, start_response, method, path, query)
+        mount = environ.get(MOUNT_KEY)
+        # Outside the mount the server prints, there is no API, as on Fyno.
+        outside = mount is not None and (environ.get("SCRIPT_NAME") or "") != mount
+        if mount is None and path.startswith("/v1/"):
+            path = path[3:]  # another WSGI server mounted us at the host root
+        elif outside:
+            path = full_path  # logged as sent: no path relative to the API base
+        try:
+            raw = _read_body(environ)
+        except _TooLarge:
+            return self._respond(start_response, 413, _error(too_large_message(MAX_BODY)))
 
         space = self._route(path)
-        found = find_operation(method, path)
+        found = None if outside else find_operation(method, route_path(path))
         op_name = found[0].name if found else None
         with space.lock:
             decision = space.faults.decide(op_name)
         if decision.delay:
             time.sleep(decision.delay)  # outside the lock: other requests go on
-        body, broken = _parse_json(raw)
+        body, problem = _parse_json(raw)
         headers: list[tuple[str, str]] = []
         status: int
         reply: Any
@@ -316,7 +392,7 @@ class Emulator(WorkspaceControls):
             status, reply, headers = self._fault_reply(decision)
         else:
             status, reply = self._serve(
-                space, environ, found, method, path, query, body, broken, received
+                space, environ, found, method, full_path, query, body, problem, received
             )
             if decision.faulted:
                 status, reply, headers = self._fault_reply(decision)
@@ -339,6 +415,29 @@ class Emulator(WorkspaceControls):
         if decision.drop:
             raise DropConnection(f"fault injection dropped {method} {path}")
         return self._respond(start_response, status, reply, headers)
+
+    def _control(
+        self,
+        environ: Mapping[str, Any],
+        start_response: Any,
+        method: str,
+        path: str,
+        query: dict[str, str],
+    ) -> list[bytes]:
+        refused = control.refuse_origin(environ)
+        if refused is not None:
+            return self._respond(start_response, *refused)
+        try:
+            raw = _read_body(environ)
+        except _TooLarge:
+            return self._respond(start_response, 413, _error(too_large_message(MAX_BODY)))
+        refused = control.refuse_content_type(environ, raw)
+        if refused is not None:
+            return self._respond(start_response, *refused)
+        body, problem = _parse_json(raw)
+        if problem is not None:
+            return self._respond(start_response, 400, _error(problem))
+        return self._respond(start_response, *control.handle(self, method, path, query, body))
 
     def _respond(
         self,
@@ -383,7 +482,7 @@ class Emulator(WorkspaceControls):
         path: str,
         query: dict[str, str],
         body: Any,
-        broken: bool,
+        problem: str | None,
         now: float,
     ) -> tuple[int, Any]:
         if found is None:
@@ -391,8 +490,8 @@ class Emulator(WorkspaceControls):
         op, params = found
         if not self._authorized(space, environ, params):
             return 401, _error("Invalid API details")
-        if broken:
-            return 400, _error("Request body is not valid JSON")
+        if problem is not None:
+            return 400, _error(problem)
         message = precheck(op.name, query, body)
         if message is None:
             problems = validate_request(op, params, query, body)

@@ -27,6 +27,7 @@ __all__ = [
     "find_operation",
     "load_spec",
     "operation",
+    "route_path",
     "timezones",
     "validate_reply",
     "validate_request",
@@ -221,6 +222,15 @@ def _operations() -> dict[str, Operation]:
 def operation(name: str) -> Operation:
     """The operation called ``name`` (a key of :data:`OPERATIONS`)."""
     return _operations()[name]
+
+
+def route_path(path: str) -> str:
+    """The path as Fyno routes it: one trailing slash is ignored.
+
+    Fyno answers with Express, whose routing is not strict by default:
+    ``/profiles/`` is ``/profiles`` (Fyno's own Node SDK sends the former).
+    """
+    return path[:-1] if len(path) > 1 and path.endswith("/") else path
 
 
 def find_operation(method: str, path: str) -> tuple[Operation, dict[str, str]] | None:

@@ -6,20 +6,31 @@ faults never apply to it.
 such workspace); without it, an endpoint addresses the default (first)
 workspace, except ``POST reset``, which then resets every workspace, and
 ``GET health``, which lists them all.
+
+It is for tests and scripts, never for a web page: a request carrying an
+``Origin`` header other than the emulator's own is a 403, and a body must
+come with ``Content-Type: application/json`` (415 otherwise), which no page
+of another origin can send without a CORS preflight the emulator never
+grants. So a page open in the developer's browser cannot reset the emulator
+or point its webhook sender somewhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
     from .app import Emulator
     from .workspace import Workspace
 
-__all__ = ["PREFIX", "handle"]
+__all__ = ["PREFIX", "handle", "refuse_content_type", "refuse_origin"]
 
 PREFIX = "/_emulator"
+JSON_MEDIA_TYPE = "application/json"
+# The emulator's own origins are on its own port, by these names or its address.
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 Reply = tuple[int, Any]
 # The Emulator itself (its default workspace; every workspace for reset) or one Workspace.
@@ -35,6 +46,39 @@ def _ok(message: str) -> Reply:
 
 def _bad(message: str, status: int = 400) -> Reply:
     return status, {"_message": message, "status": "error"}
+
+
+def _own_origins(environ: Mapping[str, Any]) -> set[str]:
+    """The origins of the emulator itself: its scheme and port, its address or loopback."""
+    scheme = str(environ.get("wsgi.url_scheme") or "http").lower()
+    port = str(environ.get("SERVER_PORT") or "")
+    suffix = "" if port in ("", _DEFAULT_PORTS.get(scheme)) else f":{port}"
+    name = str(environ.get("SERVER_NAME") or "").lower()
+    if ":" in name and not name.startswith("["):
+        name = f"[{name}]"  # an IPv6 address
+    hosts = {name, *_LOOPBACK_HOSTS} - {""}
+    return {f"{scheme}://{host}{suffix}" for host in hosts}
+
+
+def refuse_origin(environ: Mapping[str, Any]) -> Reply | None:
+    """A 403 for a request sent by a web page of another origin (None: go on)."""
+    origin = environ.get("HTTP_ORIGIN")
+    if origin is None or str(origin).strip().lower() in _own_origins(environ):
+        return None
+    shown = str(origin)[:200]
+    return _bad(f"The control API refuses cross-origin requests (Origin: {shown})", 403)
+
+
+def refuse_content_type(environ: Mapping[str, Any], raw: bytes) -> Reply | None:
+    """A 415 for a body that does not say it is JSON (None: go on)."""
+    if not raw.strip():
+        return None
+    media_type = str(environ.get("CONTENT_TYPE") or "").split(";", 1)[0].strip().lower()
+    if media_type == JSON_MEDIA_TYPE:
+        return None
+    return _bad(
+        f"The control API takes JSON: send the body with Content-Type: {JSON_MEDIA_TYPE}", 415
+    )
 
 
 def _object(body: Any) -> dict[str, Any]:

@@ -24,7 +24,8 @@ class LiveEmulator:
     Either pass an ``emulator`` or let one be built from ``wsid`` (default
     ``FYTEST``) and ``api_key`` (default ``test-api-key``), or from
     ``workspaces`` (``{wsid: api_key}``, see :class:`Emulator`), with
-    ``events`` and ``strict_replies``. Use as a context manager, or call
+    ``events``, ``strict_replies`` and ``allow_remote_webhooks``. Use as a
+    context manager, or call
     :meth:`start` and :meth:`stop`.
     """
 
@@ -37,6 +38,7 @@ class LiveEmulator:
         workspaces: Mapping[str, str | Mapping[str, Any]] | None = None,
         events: Iterable[str] | None = None,
         strict_replies: bool = True,
+        allow_remote_webhooks: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
         prefix: str = "/v1",
@@ -49,6 +51,7 @@ class LiveEmulator:
                 workspaces=workspaces,
                 events=events,
                 strict_replies=strict_replies,
+                allow_remote_webhooks=allow_remote_webhooks,
             )
             api_key = None
         self.emulator = emulator

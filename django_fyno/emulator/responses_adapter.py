@@ -1,8 +1,9 @@
 """Serve an emulator in-process through the ``responses`` library (no socket).
 
-Every request ``requests`` sends to the endpoint's host (the Fyno API under
-the endpoint's path, and the control API under ``/_emulator/``) is turned into
-a WSGI call of the emulator; its answer becomes the ``requests`` response.
+Every request ``requests`` sends to the endpoint's host is turned into a WSGI
+call of the emulator; its answer becomes the ``requests`` response. The
+emulator answers the Fyno API only under the endpoint's path (``/v1``), as
+Fyno does, and the control API under ``/_emulator/``.
 
 >>> with EmulatorMock(Emulator()) as mocked:          # doctest: +SKIP
 ...     requests.get("https://api.fyno.io/v1/FYTEST/live/profiles/U1", ...)
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .app import DropConnection
-from .environ import build_environ
+from .environ import MAX_BODY, build_environ, error_body, too_large_message
 
 if TYPE_CHECKING:
     import requests
@@ -34,33 +35,52 @@ WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 Reply = tuple[int, dict[str, str], bytes]
 
 
-def _body_bytes(body: Any) -> bytes:
+class _TooLarge(Exception):
+    pass
+
+
+def _body_bytes(body: Any, limit: int = MAX_BODY) -> bytes:
+    """The request body, read no further than ``limit`` bytes (_TooLarge beyond)."""
     if body is None:
         return b""
     if isinstance(body, str):
-        return body.encode("utf-8")
+        body = body.encode("utf-8")
     if isinstance(body, bytes | bytearray):
+        if len(body) > limit:
+            raise _TooLarge
         return bytes(body)
     if hasattr(body, "read"):  # a file-like body
-        return _body_bytes(body.read())
-    # An iterable of chunks (requests sends it chunked).
-    return b"".join(_body_bytes(chunk) for chunk in body)
+        return _body_bytes(body.read(limit + 1), limit)
+    # An iterable of chunks (requests sends it chunked): stop at the limit,
+    # as the HTTP server does, rather than hold all a generator yields.
+    parts: list[bytes] = []
+    total = 0
+    for chunk in body:
+        data = _body_bytes(chunk, limit - total)
+        total += len(data)
+        parts.append(data)
+    return b"".join(parts)
 
 
 def wsgi_call(app: WSGIApp, request: requests.PreparedRequest, prefix: str) -> Reply:
     """Run ``app`` on a prepared request; ``prefix`` (e.g. ``/v1``) becomes SCRIPT_NAME.
 
-    Raises :class:`DropConnection` when the app asks for the connection to be dropped.
+    A body over ``MAX_BODY`` bytes is a 413, the app is not called. Raises
+    :class:`DropConnection` when the app asks for the connection to be dropped.
     """
     url = urlsplit(request.url or "")
     scheme = url.scheme or "https"
+    try:
+        body = _body_bytes(request.body)
+    except _TooLarge:  # answered as the HTTP server does, without calling the app
+        return 413, {"Content-Type": "application/json"}, error_body(too_large_message(MAX_BODY))
     environ = build_environ(
         method=request.method or "GET",
         raw_path=url.path,
         query=url.query,
         prefix=prefix,
         headers=request.headers.items(),
-        body=_body_bytes(request.body),
+        body=body,
         server_name=url.hostname or "localhost",
         server_port=url.port or (443 if scheme == "https" else 80),
         scheme=scheme,

@@ -8,9 +8,17 @@ Standard library only. What it adds over :mod:`wsgiref.simple_server`:
   the process alive);
 - a mount point: with ``prefix="/v1"`` a request for ``/v1/FY1/live/event``
   reaches the app with ``SCRIPT_NAME="/v1"`` and ``PATH_INFO="/FY1/live/event"``;
-  paths outside the prefix (``/_emulator/...``) reach it unchanged;
+  paths outside the prefix (``/_emulator/...``) reach it unchanged, and the
+  environ names the prefix (``MOUNT_KEY``) so that the emulator answers its
+  API only under it;
 - :class:`~django_fyno.emulator.app.DropConnection` raised by the app closes
   the connection without a byte of answer, as a network fault would;
+- a bound on what a client can make it hold: a body over ``MAX_BODY`` bytes
+  (by ``Content-Length``, by chunks, or announced with ``Expect:
+  100-continue``) is a 413 and a malformed one a 400, answered with a JSON
+  ``_message`` before the body is read; what the client still sends is read
+  and thrown away for a bounded while, so that it sees the answer;
+- ``SO_REUSEADDR``, so that it can listen again at once on the port it used;
 - silence: no line per request unless ``verbose`` (and never a header, so the
   API key stays out of logs).
 """
@@ -18,34 +26,54 @@ Standard library only. What it adds over :mod:`wsgiref.simple_server`:
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
 from .app import DropConnection
-from .environ import build_environ
+from .environ import MAX_BODY, build_environ, error_body, too_large_message
 
-__all__ = ["EmulatorServer", "make_server"]
+__all__ = ["MAX_BODY", "EmulatorServer", "make_server"]
 
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
 
-# Bounds a client can make the server allocate; the Fyno API takes small JSON bodies.
+# Bounds a client can make the server allocate. MAX_BODY, the bound on a
+# body, comes from .environ: the app and the responses adapter share it.
 MAX_REQUEST_LINE = 65536
-MAX_BODY = 16 * 1024 * 1024
+# A chunk-size line: hex digits (at most 16: 64 bits), then ";extensions".
+MAX_CHUNK_LINE = 1024
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_DIGITS = re.compile(r"[0-9]{1,20}")
+# Trailer lines after the last chunk, all together.
+MAX_TRAILERS = 65536
+# After answering before the body was read, what the client still sends is
+# read and thrown away, up to these bounds, before the connection is closed:
+# closing a socket with unread data resets it, and the client would see a
+# reset instead of the answer.
+LINGER_BYTES = 64 * 1024 * 1024
+LINGER_SECONDS = 2.0
+LINGER_IDLE = 0.5
 # An idle keep-alive connection is closed after this many seconds, so that
 # abandoned client sessions do not pin a thread each forever.
 IDLE_TIMEOUT = 60.0
 
 
-class _BadRequest(Exception):
-    pass
+class _BadBody(Exception):
+    """The body cannot be read: answer ``status`` with ``message`` and close."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -94,39 +122,93 @@ class _Handler(BaseHTTPRequestHandler):
         except (TimeoutError, ConnectionError):
             self.close_connection = True
 
+    def handle_expect_100(self) -> bool:
+        # A client that waits for "100 Continue" learns at once that its body
+        # is too large, and never sends it.
+        try:
+            self._declared_length()
+        except _BadBody as error:
+            self._refuse(error)
+            return False
+        return super().handle_expect_100()
+
+    def _declared_length(self) -> int | None:
+        """The Content-Length, checked against the bound (None when chunked or absent)."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return None
+        length = self.headers.get("Content-Length")
+        if length is None or not length.strip():
+            return None
+        if not _DIGITS.fullmatch(length.strip()):
+            raise _BadBody(400, "Invalid Content-Length header")
+        size = int(length)
+        if size > self.server.max_body:
+            raise _BadBody(413, too_large_message(self.server.max_body))
+        return size
+
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             return self._read_chunked()
-        length = self.headers.get("Content-Length")
-        if not length:
-            return b""
-        try:
-            size = int(length)
-        except ValueError:
-            raise _BadRequest("bad Content-Length") from None
-        if size < 0 or size > MAX_BODY:
-            raise _BadRequest("bad Content-Length")
-        return self.rfile.read(size)
+        size = self._declared_length()
+        return self.rfile.read(size) if size else b""
 
     def _read_chunked(self) -> bytes:
+        limit = self.server.max_body
         parts: list[bytes] = []
         total = 0
         while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise _BadRequest("bad chunk size") from None
+            line = self.rfile.readline(MAX_CHUNK_LINE + 1)
+            if not line:
+                raise ConnectionError("the client closed the connection within a chunked body")
+            size_text = line.split(b";", 1)[0].strip()
+            if not line.endswith(b"\n") or not _CHUNK_SIZE.fullmatch(size_text):
+                raise _BadBody(400, "Invalid chunk size in a chunked request body")
+            size = int(size_text, 16)
             if size == 0:
-                # Skip trailers up to the blank line that ends the message.
-                while self.rfile.readline(MAX_REQUEST_LINE) not in (b"\r\n", b"\n", b""):
-                    pass
+                self._skip_trailers()
                 return b"".join(parts)
+            # Checked before a byte of the chunk is read.
             total += size
-            if total > MAX_BODY:
-                raise _BadRequest("body too large")
-            parts.append(self.rfile.read(size))
-            self.rfile.readline(3)  # the CRLF after each chunk
+            if total > limit:
+                raise _BadBody(413, too_large_message(limit))
+            data = self.rfile.read(size)
+            if len(data) < size:
+                raise ConnectionError("the client closed the connection within a chunk")
+            parts.append(data)
+            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise _BadBody(400, "Invalid chunked request body: no line end after a chunk")
+
+    def _skip_trailers(self) -> None:
+        """Read the trailer lines up to the blank line that ends the message."""
+        seen = 0
+        while True:
+            line = self.rfile.readline(MAX_REQUEST_LINE + 1)
+            if line in (b"\r\n", b"\n", b""):
+                return
+            seen += len(line)
+            if seen > MAX_TRAILERS:
+                raise _BadBody(400, "Invalid chunked request body: trailers too large")
+
+    def _refuse(self, error: _BadBody) -> None:
+        """Answer ``error`` (the body is unread), then close after a bounded linger."""
+        self.close_connection = True
+        status = f"{error.status} {HTTPStatus(error.status).phrase}"
+        with contextlib.suppress(OSError):
+            self._write(status, [("Content-Type", "application/json")], error_body(error.message))
+        self._linger()
+
+    def _linger(self) -> None:
+        """Throw away what the client still sends, within bounds, so it reads the answer."""
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_WR)  # the answer is complete
+            self.connection.settimeout(LINGER_IDLE)
+            deadline = time.monotonic() + LINGER_SECONDS
+            drained = 0
+            while drained < LINGER_BYTES and time.monotonic() < deadline:
+                data = self.rfile.read1(65536)
+                if not data:
+                    break
+                drained += len(data)
 
     def _environ(self, body: bytes) -> dict[str, Any]:
         raw_path, _, query = self.path.partition("?")
@@ -148,9 +230,9 @@ class _Handler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         try:
             body = self._read_body()
-        except _BadRequest as error:
-            self.send_error(400, str(error))
-            self.close_connection = True
+        except _BadBody as error:
+            self._log_request(str(error.status), started)
+            self._refuse(error)
             return
         reply: dict[str, Any] = {}
 
@@ -225,6 +307,9 @@ class EmulatorServer(ThreadingHTTPServer):
     """A threaded keep-alive HTTP server for one WSGI app (see :func:`make_server`)."""
 
     daemon_threads = True
+    # A body over this many bytes is a 413, refused before it is read (the
+    # emulator app refuses more than MAX_BODY itself, whoever serves it).
+    max_body = MAX_BODY
     # Benchmarks open many connections at once; the default backlog of 5 drops some.
     request_queue_size = 128
 
@@ -252,6 +337,10 @@ class EmulatorServer(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host name (socket.getfqdn), which
         # can take seconds on a machine without DNS; we never need it.
+        # SO_REUSEADDR (which TCPServer.server_bind would set): a restarted
+        # emulator listens again on its port at once, even while connections
+        # it closed are still in TIME_WAIT.
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind(self.server_address)
         self.server_address = self.socket.getsockname()
         self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
@@ -340,5 +429,6 @@ def make_server(
 
     Call ``serve_forever()`` (blocking) and ``shutdown()`` from another thread.
     ``.endpoint`` is the URL to configure clients with, ``.url`` the root.
+    A request body over ``MAX_BODY`` bytes is a 413, never read.
     """
     return EmulatorServer(app, host, port, prefix=prefix, verbose=verbose)

@@ -14,6 +14,7 @@ code ``emulator.set_fault(...)`` keeps working.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import secrets
 import threading
@@ -21,6 +22,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -30,14 +32,16 @@ from .state import Otp, Store, iso
 
 __all__ = [
     "LoggedRequest",
+    "WebhookError",
     "Workspace",
     "WorkspaceControls",
     "check_api_key",
     "check_wsid",
 ]
 
-# One path segment, like Fyno's own WSIDs (FYXXXXXXXX). "v1" is refused: the
-# emulator also tolerates a leading /v1 in paths, which would swallow it.
+# One path segment, like Fyno's own WSIDs (FYXXXXXXXX). "v1" is refused: under
+# a WSGI server of the user's own, the emulator tolerates a leading /v1 in
+# paths, which would swallow it.
 _WSID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _RESERVED_WSIDS = frozenset({"v1"})
 # Visible ASCII: it must travel in an Authorization header and print on one line.
@@ -61,6 +65,46 @@ def check_api_key(api_key: Any) -> str:
             "invalid API key: use 1-512 visible ASCII characters (no spaces or control characters)"
         )
     return api_key
+
+
+class WebhookError(ValueError):
+    """A webhook URL the emulator will not call, or could not reach."""
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url``'s host is this machine: ``localhost`` or a loopback address."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host.rstrip(".") == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name: where it points may change after this check
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _reason(error: BaseException) -> str:
+    """A short cause for a failed webhook call (``Connection refused``, ``timed out``)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError | requests.Timeout):
+            return "timed out"
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        reason = getattr(current, "reason", None)  # urllib3 wraps the cause here
+        current = (
+            reason
+            if isinstance(reason, BaseException)
+            else (current.__cause__ or current.__context__)
+        )
+    return type(error).__name__
 
 
 def derived_seed(seed: int | None, wsid: str) -> int | None:
@@ -287,16 +331,27 @@ class WorkspaceControls:
         """Send delivery reports to ``url`` from now on.
 
         With ``verify``, first check the URL as Fyno does: a GET carrying
-        ``fyno_token``, which the endpoint must echo back.
+        ``fyno_token``, which the endpoint must echo back. :class:`WebhookError`
+        (a ValueError) when the URL is not on this machine and remote webhooks
+        are not allowed, when it cannot be reached, or does not echo the token.
         """
         space = self._space()
+        space.check_webhook_url(url)
         result: dict[str, Any] = {"url": url, "verified": None}
         if verify:
             token = secrets.token_hex(16)
-            answer = requests.get(url, params={"fyno_token": token}, timeout=space.webhook_timeout)
+            try:
+                answer = requests.get(
+                    url,
+                    params={"fyno_token": token},
+                    timeout=space.webhook_timeout,
+                    allow_redirects=space.allow_remote_webhooks,
+                )
+            except requests.RequestException as error:
+                raise WebhookError(f"cannot verify {url}: {_reason(error)}") from None
             result["verified"] = answer.ok and token in answer.text
             if not result["verified"]:
-                raise ValueError(f"{url} did not echo fyno_token (HTTP {answer.status_code})")
+                raise WebhookError(f"{url} did not echo fyno_token (HTTP {answer.status_code})")
         with space.lock:
             space.store.webhook_url = url
         return result
@@ -373,13 +428,22 @@ class WorkspaceControls:
         url = self.webhook_url
         if url is None:
             raise ValueError("no webhook registered (POST /_emulator/webhook first)")
-        timeout = self._space().webhook_timeout
+        space = self._space()
+        space.check_webhook_url(url)
         results = []
         reports = self.delivery_reports(
             request_id=request_id, custom_id=custom_id, status=status, channel=channel
         )
         for report in reports:  # outside the lock: the webhook may call the emulator
-            answer = requests.post(url, json=report, timeout=timeout)
+            try:
+                answer = requests.post(
+                    url,
+                    json=report,
+                    timeout=space.webhook_timeout,
+                    allow_redirects=space.allow_remote_webhooks,
+                )
+            except requests.RequestException as error:
+                raise WebhookError(f"cannot deliver a report to {url}: {_reason(error)}") from None
             try:
                 body: Any = answer.json()
             except ValueError:
@@ -408,6 +472,7 @@ class Workspace(WorkspaceControls):
         preferences: Mapping[str, Iterable[Mapping[str, Any]]] | None = None,
         request_log_limit: int | None = 10_000,
         webhook_timeout: float = 5.0,
+        allow_remote_webhooks: bool = False,
     ) -> None:
         self.wsid = check_wsid(wsid)
         # The key this workspace accepts (handed to clients; kept out of repr).
@@ -416,6 +481,8 @@ class Workspace(WorkspaceControls):
         self.request_log: list[LoggedRequest] = []
         self.request_log_limit = request_log_limit
         self.webhook_timeout = webhook_timeout
+        # Off: the webhook sender calls only URLs on this machine (loopback).
+        self.allow_remote_webhooks = allow_remote_webhooks
         self.lock = threading.RLock()
         # Configuration that reset() restores (state is what it forgets).
         self._seed = seed
@@ -436,6 +503,22 @@ class Workspace(WorkspaceControls):
 
     def _space(self) -> Workspace:
         return self
+
+    def check_webhook_url(self, url: str) -> None:
+        """WebhookError unless the emulator may call ``url``.
+
+        It must be http(s); unless ``allow_remote_webhooks``, on loopback
+        (``localhost``, ``127.0.0.0/8``, ``::1``): nobody else's server is
+        called because a test, or a web page, said so.
+        """
+        if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+            raise WebhookError("url must be an http(s) URL")
+        if not self.allow_remote_webhooks and not is_loopback_url(url):
+            raise WebhookError(
+                f"{url} is not on this machine: the emulator calls webhooks on loopback "
+                "only (localhost, 127.0.0.1, ::1). Start it with --allow-remote-webhooks "
+                "(Emulator(allow_remote_webhooks=True)) to call other hosts"
+            )
 
     def _new_store(self) -> Store:
         store = Store(seed=self._store_seed)

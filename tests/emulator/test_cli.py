@@ -118,3 +118,20 @@ def test_fault_options_survive_a_reset() -> None:
     faults = emulator.faults_config()["faults"]
     assert faults["*"]["latency"] == 0.02  # the start configuration stays
     assert "send_event" not in faults  # what was set at run time goes
+
+
+def test_remote_webhooks_need_the_explicit_flag() -> None:
+    from django_fyno.emulator.__main__ import build_emulator
+    from django_fyno.emulator.app import WebhookError
+
+    hook = "https://hooks.example.com/fyno"
+    emulator = build_emulator(build_parser().parse_args([]))
+    with pytest.raises(WebhookError, match="--allow-remote-webhooks"):
+        emulator.register_webhook(hook)
+    assert emulator.webhook_url is None
+    emulator.register_webhook("http://127.0.0.1:8000/fyno")  # loopback is always allowed
+    allowed = build_emulator(build_parser().parse_args(["--allow-remote-webhooks"]))
+    allowed.register_webhook(hook)
+    assert allowed.webhook_url == hook
+    allowed.reset()
+    assert allowed.allow_remote_webhooks is True  # the start configuration stays

@@ -240,3 +240,53 @@ def test_marked({fixture}):
         ]
     )
     assert "_emulator" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("fixture", ["fyno_emulator", "fyno_live_emulator"])
+def test_a_trailing_slash_passes_the_contract_check(
+    pytester: pytest.Pytester, fixture: str
+) -> None:
+    # Fyno ignores one trailing slash (its Node SDK sends one), so the check does too.
+    result = run(
+        pytester,
+        f"""
+def test_create({fixture}):
+    url = f"{{{fixture}.endpoint}}/FYTEST/live/profiles/"
+    assert requests.post(url, json={{"distinct_id": "U1"}}, headers=AUTH).status_code == 201
+    assert [r.path for r in {fixture}.requests] == ["/FYTEST/live/profiles/"]
+""",
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_remote_webhooks_are_off_unless_the_options_allow_them(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+import pytest
+
+@pytest.fixture(scope="session")
+def fyno_emulator_options():
+    return {"allow_remote_webhooks": True}
+"""
+    )
+    pytester.makepyfile(
+        test_default="""
+import pytest
+from django_fyno.emulator.app import Emulator, WebhookError
+
+def test_default():
+    with pytest.raises(WebhookError, match="--allow-remote-webhooks"):
+        Emulator().register_webhook("https://hooks.example.com/fyno")
+"""
+    )
+    result = run(
+        pytester,
+        """
+def test_allowed(fyno_emulator, fyno_live_emulator):
+    for handle in (fyno_emulator, fyno_live_emulator):
+        assert handle.emulator.allow_remote_webhooks is True
+        handle.emulator.register_webhook("https://hooks.example.com/fyno")
+        assert handle.emulator.webhook_url == "https://hooks.example.com/fyno"
+""",
+    )
+    result.assert_outcomes(passed=2)

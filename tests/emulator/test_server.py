@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
 import requests
 
-from django_fyno.emulator.app import DropConnection, Emulator
+from django_fyno.emulator.app import DropConnection, Emulator, WebhookError
 from django_fyno.emulator.live import LiveEmulator
-from django_fyno.emulator.server import EmulatorServer, make_server
+from django_fyno.emulator.server import MAX_BODY, EmulatorServer, make_server
+
+MB = 1024 * 1024
 
 
 def echo_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -46,8 +50,8 @@ def drop_while_iterating(environ: dict[str, Any], start_response: Any) -> Iterat
 def serve() -> Iterator[Any]:
     servers: list[tuple[EmulatorServer, threading.Thread]] = []
 
-    def start(app: Any = echo_app, **options: Any) -> EmulatorServer:
-        server = make_server(app, "127.0.0.1", 0, **options)
+    def start(app: Any = echo_app, port: int = 0, **options: Any) -> EmulatorServer:
+        server = make_server(app, "127.0.0.1", port, **options)
         thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         thread.start()
         servers.append((server, thread))
@@ -225,3 +229,135 @@ def test_live_emulator_can_serve_a_given_emulator() -> None:
         assert live.start() is live  # starting twice is harmless
     finally:
         live.stop()
+
+
+# --- what a client can make the server hold ----------------------------------
+
+
+def exchange(server: EmulatorServer, head: bytes, parts: Iterable[bytes] = ()) -> bytes:
+    """Send a raw request (its head, then ``parts``), half-close, and read all the answer."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head)
+        for part in parts:
+            sock.sendall(part)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def parse(answer: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines)
+    return int(status_line.split()[1]), headers, body
+
+
+CHUNKED = (
+    b"POST /v1/FY/live/event HTTP/1.1\r\nHost: x\r\n"
+    b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
+
+
+def test_a_negative_chunk_size_cannot_make_the_server_read_the_stream(serve: Any) -> None:
+    # "-1" was read as "read to the end": a client streaming 300 MB made the
+    # server hold 300 MB. Stream half as much again as the limit, and measure.
+    server = serve()
+    block = b"x" * MB
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        answer = exchange(server, CHUNKED + b"-1\r\n", [block] * (MAX_BODY // MB + 8))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * MB, f"the server held {peak / MB:.1f} MB of a refused body"
+    status, headers, body = parse(answer)
+    assert status == 400
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {
+        "_message": "Invalid chunk size in a chunked request body",
+        "status": "error",
+    }
+
+
+@pytest.mark.parametrize("size", [b"FFFFFFFFFFFF", b"1000001", b"ffffffffffffffff"])
+def test_a_chunk_size_over_the_limit_is_a_413_before_it_is_read(serve: Any, size: bytes) -> None:
+    server = serve()
+    status, headers, body = parse(exchange(server, CHUNKED + size + b"\r\n", [b"x" * MB] * 4))
+    assert status == 413
+    assert headers["Connection"] == "close"
+    assert json.loads(body) == {
+        "_message": f"Request body is larger than the emulator's limit of {MAX_BODY} bytes",
+        "status": "error",
+    }
+
+
+def test_chunks_adding_up_over_the_limit_are_a_413(serve: Any) -> None:
+    server = serve()
+    block = b"x" * MB
+    sent = 0
+
+    def chunks() -> Iterator[bytes]:
+        nonlocal sent
+        for _ in range(MAX_BODY // MB + 2):
+            sent += 1
+            yield block
+
+    reply = requests.post(f"{server.endpoint}/FY/live/event", data=chunks(), timeout=10)
+    assert reply.status_code == 413
+    assert "limit" in reply.json()["_message"]
+    # The next request is served on a fresh connection.
+    assert requests.get(f"{server.endpoint}/FY/ok", timeout=5).json()["path"] == "/FY/ok"
+
+
+@pytest.mark.parametrize(
+    ("length", "status"), [("1000000000000", 413), (str(MAX_BODY + 1), 413), ("-1", 400)]
+)
+def test_a_content_length_over_the_limit_is_refused_without_reading(
+    serve: Any, length: str, status: int
+) -> None:
+    server = serve()
+    head = f"POST /v1/FY/live/event HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n"
+    got, headers, body = parse(exchange(server, head.encode()))
+    assert got == status
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body)["status"] == "error"
+
+
+def test_a_body_announced_too_large_gets_a_413_instead_of_100_continue(serve: Any) -> None:
+    server = serve()
+    head = (
+        "POST /v1/FY/live/event HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        f"Content-Length: {MAX_BODY + 1}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        first = sock.recv(65536)  # the client sends no body before it is told to
+    assert first.startswith(b"HTTP/1.1 413 ")
+
+
+def test_the_server_listens_again_on_its_port_at_once(serve: Any) -> None:
+    server = serve()
+    port = server.port
+    # The server closes first (Connection: close), so its side of the
+    # connection lingers in TIME_WAIT on its port.
+    request = b"GET /v1/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        while sock.recv(65536):
+            pass
+    server.shutdown()
+    again = serve(port=port)  # SO_REUSEADDR: no "Address already in use"
+    assert again.port == port
+    assert requests.get(f"{again.endpoint}/FY/again", timeout=5).json()["path"] == "/FY/again"
+
+
+def test_live_emulator_passes_the_remote_webhook_switch_on() -> None:
+    hook = "https://hooks.example.com/fyno"
+    with LiveEmulator() as live, pytest.raises(WebhookError, match="not on this machine"):
+        live.emulator.register_webhook(hook)
+    with LiveEmulator(allow_remote_webhooks=True) as live:
+        live.emulator.register_webhook(hook)
+        assert live.emulator.webhook_url == hook

@@ -361,8 +361,8 @@ def test_events_preferences_and_otp_of_one_workspace(emulator: Emulator) -> None
 
 @responses.activate
 def test_webhook_and_delivery_report_of_one_workspace(emulator: Emulator) -> None:
-    responses.add(responses.POST, "https://two.example.com/hook", json={"ok": True})
-    hook = {"url": "https://two.example.com/hook"}
+    responses.add(responses.POST, "http://localhost:8999/two-hook", json={"ok": True})
+    hook = {"url": "http://localhost:8999/two-hook"}
     assert control(emulator, "POST", "webhook", hook, workspace=TWO).status == 200
     assert control(emulator, "GET", "webhook").json == {"url": None}
     assert control(emulator, "GET", "webhook", workspace=TWO).json == hook
