@@ -16,6 +16,7 @@ Each check has a stable id, so a project can silence one with
 - ``fyno.W001`` ``VERSION`` is ``live`` while ``DEBUG`` is on.
 - ``fyno.W002`` the webhook URLs (``django_fyno.urls``) are in the URLconf but
   ``WEBHOOK_SECRET`` is empty, so the webhook refuses every request.
+- ``fyno.W004`` ``OUTBOX_LEASE_SECONDS`` is not longer than one send can take.
 - ``fyno.W003`` ``CELERY_QUEUE`` is set: a worker must consume that queue
   (``-Q``), or django-fyno's tasks never run.
 """
@@ -86,6 +87,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="fyno.W003",
             )
         )
+    if not {"OUTBOX_LEASE_SECONDS", "RETRY", "CONNECT_TIMEOUT", "READ_TIMEOUT"} & set(problems):
+        messages += _lease_messages()
     if (
         "VERSION" not in problems
         and fyno_settings.VERSION is Version.LIVE
@@ -100,6 +103,25 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return messages
+
+
+def _lease_messages() -> list[CheckMessage]:
+    """fyno.W004: one request may outlast a lease, and its rows be sent twice."""
+    longest = (
+        fyno_settings.RETRY["DEADLINE"] + fyno_settings.CONNECT_TIMEOUT + fyno_settings.READ_TIMEOUT
+    )
+    lease = fyno_settings.OUTBOX_LEASE_SECONDS
+    if lease > longest:
+        return []
+    return [
+        Warning(
+            f"FYNO['OUTBOX_LEASE_SECONDS'] ({lease}s) is not longer than one send can take "
+            f"(RETRY['DEADLINE'] + CONNECT_TIMEOUT + READ_TIMEOUT = {longest:g}s): the "
+            "sweeper may take back rows whose request is still under way, and send them twice.",
+            hint="Raise OUTBOX_LEASE_SECONDS, or lower the client's deadline and timeouts.",
+            id="fyno.W004",
+        )
+    ]
 
 
 def _celery_messages() -> list[CheckMessage]:

@@ -39,7 +39,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from django_fyno.conf import TaskMode, fyno_settings
 
@@ -176,11 +176,12 @@ def _publish_forever(work: queue.SimpleQueue[Any]) -> None:
 _publisher = _Publisher()
 
 
-def _publish(name: str, args: tuple[Any, ...], countdown: float | None) -> None:
-    from celery import current_app  # type: ignore[import-untyped]  # an optional extra
-
+def _publish(name: str, args: tuple[Any, ...], countdown: float | None, app: Any = None) -> None:
+    """Publish the task ``name`` on ``app`` (None: the current Celery app of this thread)."""
+    if app is None:
+        app = _current_celery_app()
     try:
-        task = current_app.tasks[name]
+        task = app.tasks[name]
     except KeyError:
         raise LookupError(
             f"the Celery task {name!r} is not registered: is django_fyno.tasks imported "
@@ -192,7 +193,7 @@ def _publish(name: str, args: tuple[Any, ...], countdown: float | None) -> None:
         options["queue"] = queue_name
     if countdown:
         options["countdown"] = countdown
-    if current_app.conf.task_always_eager:
+    if app.conf.task_always_eager:
         # Eager Celery runs the task in apply_async's thread: keep it in the caller's
         # (its database connection and transaction).
         task.apply_async(args=args, **options)
@@ -200,7 +201,9 @@ def _publish(name: str, args: tuple[Any, ...], countdown: float | None) -> None:
     _publisher.run(lambda: task.apply_async(args=args, **options), fyno_settings.ENQUEUE_TIMEOUT)
 
 
-def _hand_off(job: Job, args: tuple[Any, ...], countdown: float | None = None) -> bool:
+def _hand_off(
+    job: Job, args: tuple[Any, ...], countdown: float | None = None, app: Any = None
+) -> bool:
     """Publish or run one call of ``job``; False when nothing was done (mode, or no timer).
 
     Raises whatever the broker or the inline run raised.
@@ -209,7 +212,7 @@ def _hand_off(job: Job, args: tuple[Any, ...], countdown: float | None = None) -
         return False
     mode = fyno_settings.TASK_MODE
     if mode is TaskMode.CELERY:
-        _publish(job.name, args, countdown)
+        _publish(job.name, args, countdown, app)
         return True
     if mode is TaskMode.INLINE and not countdown:
         job.run(*args)
@@ -247,14 +250,14 @@ def _log_failures(failures: list[tuple[Job, tuple[Any, ...], BaseException]]) ->
         logger.debug("django-fyno: %s%r failed", job.name, args, exc_info=error)
 
 
-def _hand_off_all(work: Mapping[str, Mapping[Hashable, None]]) -> None:
+def _hand_off_all(work: Mapping[str, Mapping[Hashable, None]], app: Any = None) -> None:
     """Hand off every call ``work`` asks for; one log line if any of it failed."""
     failures: list[tuple[Job, tuple[Any, ...], BaseException]] = []
     for name, items in work.items():
         job = _job(name)
         for args in job.calls(list(items)):
             try:
-                _hand_off(job, args)
+                _hand_off(job, args, app=app)
             except Exception as error:
                 failures.append((job, args, error))
     if failures:
@@ -279,11 +282,15 @@ class _Background:
     def _reset(self) -> None:
         self._changed = threading.Condition(threading.Lock())
         self._pending: dict[str, dict[Hashable, None]] = {}
+        self._app: Any = None
         self._busy = False
         self._thread: threading.Thread | None = None
 
-    def submit(self, work: Mapping[str, Mapping[Hashable, None]]) -> None:
+    def submit(self, work: Mapping[str, Mapping[Hashable, None]], app: Any) -> None:
+        """Queue ``work`` for publishing on ``app`` (the Celery app current in the
+        caller's thread: another thread would see Celery's default app)."""
         with self._changed:
+            self._app = app
             for name, items in work.items():
                 self._pending.setdefault(name, {}).update(items)
             if self._thread is None:
@@ -303,12 +310,15 @@ class _Background:
             # millisecond in Celery) is paid once for all of them.
             time.sleep(COALESCE_WINDOW)
             with self._changed:
-                work, self._pending = self._pending, {}
+                work, self._pending, app = self._pending, {}, self._app
             try:
-                _hand_off_all(work)
+                _hand_off_all(work, app)
             except BaseException:  # never let the thread die with work still to come
                 logger.exception("django-fyno: the background hand-off failed")
             finally:
+                # Publishing needs no database; should anything have opened a
+                # connection here (an app turned eager meanwhile), don't keep it.
+                connections.close_all()
                 with self._changed:
                     self._busy = False
                     self._changed.notify_all()
@@ -344,10 +354,10 @@ def _flush_at_exit() -> None:
     _background.flush(timeout)
 
 
-def _celery_is_eager() -> bool:
-    from celery import current_app  # an optional extra
+def _current_celery_app() -> Any:
+    from celery import current_app  # type: ignore[import-untyped]  # an optional extra
 
-    return bool(current_app.conf.task_always_eager)
+    return current_app._get_current_object()
 
 
 def _run(work: dict[str, dict[Hashable, None]]) -> None:
@@ -357,9 +367,11 @@ def _run(work: dict[str, dict[Hashable, None]]) -> None:
     mode = fyno_settings.TASK_MODE
     if mode is TaskMode.OFF:
         return  # the domain recorded the work; a sweep or a command does it
-    if mode is TaskMode.CELERY and not _celery_is_eager():
-        _background.submit(work)
-        return
+    if mode is TaskMode.CELERY:
+        app = _current_celery_app()
+        if not app.conf.task_always_eager:
+            _background.submit(work, app)
+            return
     # Inline, or eager Celery: here, in the caller's thread (its database connection).
     _hand_off_all(work)
 

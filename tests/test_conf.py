@@ -180,3 +180,12 @@ def test_manage_py_check_passes_with_the_database_checks_too() -> None:
     out = StringIO()
     call_command("check", "--database", "default", stdout=out)
     assert "System check identified no issues" in out.getvalue()
+
+
+def test_a_lease_shorter_than_one_send_is_a_warning() -> None:
+    base = {"WSID": "FY1", "API_KEY": "k"}
+    assert "fyno.W004" not in _ids(**base)  # 300 s against 60 + 5 + 30
+    assert "fyno.W004" in _ids(**base, OUTBOX_LEASE_SECONDS=95)
+    assert "fyno.W004" not in _ids(
+        **base, OUTBOX_LEASE_SECONDS=2, RETRY={"DEADLINE": 0}, CONNECT_TIMEOUT=0.5, READ_TIMEOUT=1
+    )

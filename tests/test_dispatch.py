@@ -139,3 +139,26 @@ def test_broker_down_logs_one_warning_per_transaction_and_keeps_the_work(
     # Kept for the sweeper: the dirty rows, and the pending outbox rows.
     assert FynoProfile.objects.filter(dirty_since__isnull=False).count() == 3
     assert sync.stale_user_pks(older_than=-1) != []
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(FYNO={**settings.FYNO, "TASK_MODE": "celery"})
+def test_the_background_publishes_on_the_callers_celery_app(
+    celery_tasks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Threads other than the caller's see Celery's *default* app; the project's app is
+    often only current in its own threads. The publish must use the caller's."""
+    from celery import Celery, _state
+
+    published: list[str] = []
+    ours = Celery("the-project", broker="memory://", set_as_current=False)
+    task = ours.tasks["django_fyno.sync_profiles"]  # shared tasks bind to every app
+    monkeypatch.setattr(task, "apply_async", lambda **kw: published.append("ours"))
+    previous = _state.get_current_app()
+    ours.set_current()  # current in this thread only; the default app stays the suite's
+    try:
+        User.objects.create(username="ada")
+        assert dispatch.flush(5)
+    finally:
+        previous.set_current()
+    assert published == ["ours"]
