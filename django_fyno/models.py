@@ -75,6 +75,12 @@ class FynoProfile(WorkspaceFields):
     class Meta:
         verbose_name = _("Fyno profile")
         verbose_name_plural = _("Fyno profiles")
+        # django-fyno's own permissions (django_fyno.<codename>), checked by the admin.
+        permissions = (
+            ("sync_profiles", _("Can sync, compare and delete profiles in Fyno")),
+            ("edit_preferences", _("Can change users' Fyno subscriptions")),
+            ("view_health", _("Can view the Fyno health page")),
+        )
 
     def __str__(self) -> str:
         return f"{self.distinct_id or f'user {self.user_id}'} ({self.state})"
@@ -109,6 +115,8 @@ class FynoOutbox(WorkspaceFields):
         FAILED = "failed", _("failed")
         DEAD = "dead", _("dead")
         UNKNOWN = "unknown", _("unknown")
+        # Withdrawn by staff before it was sent: never sent.
+        CANCELLED = "cancelled", _("cancelled")
 
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     # The event name (kind "event") or the operation, e.g. "$add" (kind "property").
@@ -150,6 +158,7 @@ class FynoOutbox(WorkspaceFields):
     class Meta:
         verbose_name = _("Fyno outbox message")
         verbose_name_plural = _("Fyno outbox")
+        permissions = (("manage_outbox", _("Can retry and cancel Fyno outbox messages")),)
         indexes = (
             # The drain query: pending rows due now, oldest first.
             models.Index(
@@ -206,3 +215,38 @@ class FynoDeliveryReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} {self.status} for #{self.custom_id}"
+
+
+class FynoSuppression(WorkspaceFields):
+    """One entry of a workspace's suppression list in Fyno, mirrored.
+
+    Fyno is the source of truth: an entry is added or removed there first, and the
+    mirror changes only once Fyno accepted; "Refresh from Fyno" replaces a
+    workspace's mirror with Fyno's list.
+    """
+
+    # Fyno's record id ("_id"); empty until the entry came back from Fyno's list.
+    fyno_id = models.CharField(_("Fyno id"), max_length=64, blank=True, db_index=True)
+    channel = models.CharField(_("channel"), max_length=32)
+    destination = models.CharField(_("destination"), max_length=255, blank=True, db_index=True)
+    # The profile the entry is about (its user is found through FynoProfile): no
+    # foreign key to the user model, so deleting a user costs no extra query.
+    distinct_id = models.CharField(_("distinct id"), max_length=255, blank=True, db_index=True)
+    reason = models.TextField(_("reason"), blank=True)
+    # As Fyno reports them (its own timestamps, as text).
+    fyno_created_at = models.CharField(_("created in Fyno"), max_length=64, blank=True)
+    expires = models.CharField(_("expires"), max_length=64, blank=True)
+    raw = models.JSONField(_("Fyno's record"), default=dict, blank=True)
+    # Who added it here (blank: it came from Fyno's list), kept as text so the record
+    # outlives the staff account; when it was added and last refreshed here.
+    added_by = models.CharField(_("added by"), max_length=150, blank=True)
+    created_at = models.DateTimeField(_("added"), auto_now_add=True)
+    refreshed_at = models.DateTimeField(_("refreshed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("Fyno suppression")
+        verbose_name_plural = _("Fyno suppressions")
+        permissions = (("manage_suppressions", _("Can add and remove Fyno suppressions")),)
+
+    def __str__(self) -> str:
+        return f"{self.channel}: {self.destination or self.distinct_id}"

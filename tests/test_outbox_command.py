@@ -59,6 +59,7 @@ def test_counts_by_state(django_assert_num_queries: Any) -> None:
         "failed": "0",
         "dead": "1",
         "unknown": "0",
+        "cancelled": "0",
         "total": "6",
     }
 

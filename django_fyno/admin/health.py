@@ -1,0 +1,1 @@
+"""The Fyno admin: health (see the package docstring)."""

@@ -1,0 +1,1 @@
+"""The Fyno admin: outbox (see the package docstring)."""

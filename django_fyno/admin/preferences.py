@@ -1,0 +1,1 @@
+"""The Fyno admin: preferences (see the package docstring)."""

@@ -1,0 +1,1 @@
+"""The Fyno admin: profiles (see the package docstring)."""

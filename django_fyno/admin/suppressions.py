@@ -1,0 +1,1 @@
+"""The Fyno admin: suppressions (see the package docstring)."""

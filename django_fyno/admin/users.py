@@ -1,0 +1,1 @@
+"""The Fyno admin: users (see the package docstring)."""
