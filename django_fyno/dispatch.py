@@ -382,17 +382,24 @@ def _run(work: dict[str, dict[Hashable, None]]) -> None:
 class _Deferred:
     """Everything one transaction deferred, behind the one on_commit callback it registers.
 
-    Django's ``run_on_commit`` list holds the only strong reference to it: when
-    the transaction (or the savepoint it was registered in) rolls back, Django
-    drops the callback, the object is freed, and the weak reference kept in
-    :data:`_pending` dies with it, so the next :func:`defer` starts afresh.
+    It is found again through a weak reference, and only while both hold:
+
+    - it is alive: Django's list of commit hooks is what keeps it; a rollback (of
+      the transaction, or of the savepoint it was registered in) drops it;
+    - that list is still the connection's: Django starts a new one whenever a
+      transaction ends or a savepoint rolls back. This catches a callback kept
+      alive by someone else (a traceback, a test holding the callbacks) after its
+      transaction ended. After a savepoint's rollback a still-valid callback is
+      not recognised: the next :func:`defer` registers a second one, which costs
+      one more hand-off, never a lost one.
     """
 
-    __slots__ = ("__weakref__", "fired", "work")
+    __slots__ = ("__weakref__", "fired", "hooks", "work")
 
-    def __init__(self) -> None:
+    def __init__(self, hooks: object) -> None:
         self.work: dict[str, dict[Hashable, None]] = {}
         self.fired = False
+        self.hooks = hooks
 
     def __call__(self) -> None:
         self.fired = True
@@ -413,6 +420,8 @@ def _current(using: str) -> _Deferred | None:
     deferred = ref() if ref is not None else None
     if deferred is None or deferred.fired:
         return None
+    if deferred.hooks is not transaction.get_connection(using).run_on_commit:
+        return None  # its transaction (or a savepoint since) ended without it
     return deferred
 
 
@@ -431,7 +440,7 @@ def defer(name: str, item: Hashable = None, *, using: str = DEFAULT_DB_ALIAS) ->
         return  # nothing leaves; what the domain wrote in the transaction waits for a sweep
     deferred = _current(using)
     if deferred is None:
-        deferred = _Deferred()
+        deferred = _Deferred(transaction.get_connection(using).run_on_commit)
         transaction.on_commit(deferred, using=using)
         _pending.by_alias[using] = weakref.ref(deferred)
     deferred.work.setdefault(name, {})[item] = None

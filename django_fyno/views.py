@@ -6,7 +6,7 @@ import logging
 from typing import Any
 from urllib.parse import quote
 
-from django.contrib.auth import decorators as auth_decorators
+from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig
 from django.http import (
     HttpRequest,
@@ -32,15 +32,6 @@ logger = logging.getLogger(__name__)
 
 # What Django's error handling sees in place of the webhook secret.
 SECRET_PLACEHOLDER = "<secret>"  # noqa: S105 - a placeholder, not a secret
-
-
-def _no_login_to_opt_out_of(view_func: Any) -> Any:
-    """Django < 5.1 has no ``LoginRequiredMiddleware``: nothing to opt out of."""
-    return view_func
-
-
-# Fyno cannot log in: exempt the webhooks from LoginRequiredMiddleware (Django >= 5.1).
-_login_not_required = getattr(auth_decorators, "login_not_required", _no_login_to_opt_out_of)
 
 
 class WebhookSecret:
@@ -122,7 +113,8 @@ def _mask_secret(request: HttpRequest, secret: str | None, *kwargs_dicts: Any) -
                 kwargs[key] = SECRET_PLACEHOLDER
 
 
-@method_decorator([csrf_exempt, _login_not_required], name="dispatch")
+# Fyno cannot log in: exempt from CSRF and from LoginRequiredMiddleware.
+@method_decorator([csrf_exempt, login_not_required], name="dispatch")
 class FynoWebhookView(View):
     """Base of Fyno's webhook views: the secret first, then Fyno's verification GET.
 

@@ -79,14 +79,8 @@ def celery_tasks() -> Any:
     return tasks
 
 
-@pytest.fixture(scope="session")
-def webhook_live_server(request: pytest.FixtureRequest) -> Any:
-    """pytest-django's ``live_server``, started with a STATIC_URL.
-
-    Its static-files handler reads STATIC_URL when the (session-wide) server
-    starts, and the test settings have none.
-    """
-    from django.test import override_settings
-
-    with override_settings(STATIC_URL="/static/"):
-        return request.getfixturevalue("live_server")
+@pytest.fixture
+def webhook_live_server(live_server: Any) -> Any:
+    """pytest-django's ``live_server``, asked for by name: its host is then appended to
+    ALLOWED_HOSTS for the test (CommonMiddleware checks the host)."""
+    return live_server

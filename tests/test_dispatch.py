@@ -162,3 +162,23 @@ def test_the_background_publishes_on_the_callers_celery_app(
     finally:
         previous.set_current()
     assert published == ["ours"]
+
+
+def test_a_callback_kept_alive_after_its_rollback_is_not_reused(
+    ran: list[Any], django_capture_on_commit_callbacks: Any
+) -> None:
+    # Someone (a traceback, a test) holds the transaction's callback after it rolled back.
+    held: list[Any] = []
+    try:
+        with transaction.atomic():
+            dispatch.defer("tests.job", "lost")
+            held.append(dispatch._current("default"))
+            raise RuntimeError
+    except RuntimeError:
+        pass
+    assert held[0] is not None  # still alive...
+    assert dispatch._current("default") is None  # ...but not taken for the next one's
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        assert not dispatch.is_deferred("tests.job", "lost")
+        dispatch.defer("tests.job", "next")
+    assert ran == [["next"]]

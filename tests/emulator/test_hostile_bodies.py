@@ -71,7 +71,7 @@ def test_a_body_over_the_limit_under_another_wsgi_server_is_a_413_unread() -> No
     }
     seen: list[str] = []
     body = b"".join(emulator(environ, lambda status, headers: seen.append(status)))
-    assert seen == ["413 Request Entity Too Large"]
+    assert [status.split(" ", 1)[0] for status in seen] == ["413"]  # its phrase varies by Python
     assert "limit" in json.loads(body)["_message"]
     assert emulator.events_log == []
 
