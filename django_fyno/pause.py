@@ -88,6 +88,17 @@ class SharedPause:
             return Gate(open=True, probe=True)
         return Gate(open=False, wait=fyno_settings.OUTBOX_CIRCUIT_COOLDOWN, reason=reason)
 
+    def peek(self) -> tuple[dict[str, Any], int, bool]:
+        """The pause entry, the consecutive-failure count and whether a probe is out.
+
+        Read only: unlike :meth:`gate`, it never claims the half-open probe, so a
+        page that looks (the admin's health page) never holds back a sender.
+        """
+        entry: dict[str, Any] = self.cache.get(self.pause_key) or {}
+        failures = int(self.cache.get(self.failures_key) or 0)
+        probing = self.cache.get(self.probe_key) is not None
+        return entry, failures, probing
+
     def end_probe(self) -> None:
         """The prober had nothing to send: let the next caller probe."""
         self.cache.delete(self.probe_key)

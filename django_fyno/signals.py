@@ -25,15 +25,17 @@ surrounding transaction, if any, commits.
     Fyno deleted these profiles (or never had them); their mirror rows are gone.
     Sent once per delete batch.
 
-``delivery_report_received(sender, report, outbox, created)``
+``delivery_report_received(sender, report, outbox, created, replayed)``
     Sent with ``sender=FynoDeliveryReport`` for each delivery report the
     webhook accepted, after the transaction that stored it commits.
     ``report`` is the stored :class:`~django_fyno.models.FynoDeliveryReport`,
     ``outbox`` the :class:`~django_fyno.models.FynoOutbox` row it updated (None
     for a report without a ``custom_id``), ``created`` False when the same
     report had already been stored (Fyno delivered it again): act only when it
-    is True to act once per report. Receivers run through ``send_robust``: an
-    exception is logged and does not fail the webhook's answer.
+    is True to act once per report. ``replayed`` is True when staff replayed a
+    stored report from the admin (for a receiver that failed; ``created`` is
+    then False): act when ``created or replayed``. Receivers run through
+    ``send_robust``: an exception is logged and does not fail the webhook's answer.
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ __all__ = [
     "fingerprint",
     "parse_reports",
     "receive_reports",
+    "replay_report",
     "store_reports",
     "verification_token",
 ]
@@ -362,7 +363,11 @@ def _send_signals(received: Sequence[ReceivedReport]) -> None:
         # Robust: the reports are committed; a failing receiver is logged by
         # Django and must not make Fyno deliver them again.
         delivery_report_received.send_robust(
-            sender=FynoDeliveryReport, report=item.report, outbox=item.outbox, created=item.created
+            sender=FynoDeliveryReport,
+            report=item.report,
+            outbox=item.outbox,
+            created=item.created,
+            replayed=False,
         )
 
 
@@ -398,6 +403,26 @@ def store_reports(parsed: Sequence[ParsedReport]) -> list[ReceivedReport]:
                 rows[pk].save(update_fields=sorted(fields))
         transaction.on_commit(lambda: _send_signals(received))
     return received
+
+
+def replay_report(report: FynoDeliveryReport) -> list[tuple[Any, Exception]]:
+    """Send ``delivery_report_received`` again for a stored report (a receiver failed).
+
+    Nothing stored changes: the report was applied to its outbox row when it
+    arrived. The signal goes to every receiver, with ``created=False`` (the report
+    is not new) and ``replayed=True`` (the webhook sends ``replayed=False``): a receiver
+    that should act on a replay acts when ``created or replayed``. Sent now,
+    through ``send_robust``; returns the receivers that raised, with their errors
+    (Django logs each).
+    """
+    answers = delivery_report_received.send_robust(
+        sender=FynoDeliveryReport,
+        report=report,
+        outbox=report.outbox,
+        created=False,
+        replayed=True,
+    )
+    return [(found, answer) for found, answer in answers if isinstance(answer, Exception)]
 
 
 def receive_reports(body: bytes) -> list[ReceivedReport]:

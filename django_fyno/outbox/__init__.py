@@ -27,16 +27,18 @@ from django_fyno.outbox.delivery import (
     drain,
     sweep_outbox,
 )
-from django_fyno.outbox.operations import counts, purge_sent, retry
+from django_fyno.outbox.operations import CANCELLABLE, cancel, counts, purge_sent, retry
 from django_fyno.outbox.scheduling import schedule_delivery, schedule_wakeup
 from django_fyno.outbox.send import PROPERTY_OPERATIONS
 
 __all__ = [
+    "CANCELLABLE",
     "DRAIN_JOB",
     "PROPERTY_OPERATIONS",
     "SWEEP_JOB",
     "DrainReport",
     "SweepReport",
+    "cancel",
     "counts",
     "deliver",
     "drain",
