@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.http import HttpRequest
+from django.utils.functional import Promise
 
 from django_fyno.exceptions import FynoError, error_text
 
@@ -32,7 +33,7 @@ def has_fyno_permission(request: HttpRequest, codename: str) -> bool:
 
 
 @contextmanager
-def fyno_errors_as_messages(request: HttpRequest, what: str) -> Iterator[None]:
+def fyno_errors_as_messages(request: HttpRequest, what: str | Promise) -> Iterator[None]:
     """Turn a FynoError inside the block into an admin error message ("<what>: <Fyno's
     answer>") instead of a 500. Never shows the API key (FynoError messages hold none)."""
     try:
