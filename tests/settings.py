@@ -24,6 +24,8 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # The admin's CSS in live_server (tests/test_admin_screenshots.py).
+    "django.contrib.staticfiles",
     "django_fyno",
     "tests.testapp",
 ]

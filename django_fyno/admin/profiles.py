@@ -9,7 +9,7 @@ workspace.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -139,6 +139,10 @@ class FynoProfileAdmin(PreferencesAdminMixin, admin.ModelAdmin):  # type: ignore
     ordering = ("-updated_at",)
     actions = ("sync_now", "compare_with_fyno", "delete_from_fyno", "retry_failed")
     readonly_fields = ("preferences_link",)
+
+    class Media:
+        css: ClassVar[dict[str, tuple[str, ...]]] = {"all": ("django_fyno/admin.css",)}
+
     fields = (
         "user",
         "distinct_id",
