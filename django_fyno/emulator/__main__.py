@@ -146,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="let the webhook sender call URLs on other hosts (default: loopback only)",
     )
     parser.add_argument(
+        "--auto-delivery-reports",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="send a 'delivered' report to the registered webhook this many seconds "
+        "after each accepted event (default: only when POST /_emulator/delivery-report asks)",
+    )
+    parser.add_argument(
         "--verbose", action="store_true", help="log one line per request (never headers)"
     )
     return parser
@@ -199,6 +207,7 @@ def build_emulator(args: argparse.Namespace) -> Emulator:
         faults=faults_from(args),
         seed=args.seed,
         allow_remote_webhooks=getattr(args, "allow_remote_webhooks", False),
+        auto_delivery_reports=getattr(args, "auto_delivery_reports", None),
     )
 
 

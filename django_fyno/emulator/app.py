@@ -70,6 +70,7 @@ _WORKSPACE_OPTIONS = frozenset(
         "request_log_limit",
         "webhook_timeout",
         "allow_remote_webhooks",
+        "auto_delivery_reports",
     }
 )
 # Fyno's bodies are shallow; deeper nesting is refused before it can exhaust
@@ -193,6 +194,7 @@ class Emulator(WorkspaceControls):
         request_log_limit: int | None = 10_000,
         webhook_timeout: float = 5.0,
         allow_remote_webhooks: bool = False,
+        auto_delivery_reports: float | None = None,
     ) -> None:
         self.strict_replies = strict_replies
         self._defaults: dict[str, Any] = {
@@ -203,6 +205,7 @@ class Emulator(WorkspaceControls):
             "request_log_limit": request_log_limit,
             "webhook_timeout": webhook_timeout,
             "allow_remote_webhooks": allow_remote_webhooks,
+            "auto_delivery_reports": auto_delivery_reports,
         }
         # Replaced, never changed in place: requests read it without a lock.
         self._workspaces: dict[str, Workspace] = {}
@@ -504,6 +507,8 @@ class Emulator(WorkspaceControls):
                 status, reply = HANDLERS[op.name](ctx)
         except Exception as exc:  # a bug in the emulator: say so, do not hang up
             return 500, _error(f"Emulator error in {op.name}: {exc!r}")
+        if status == 202 and op.name in ("send_event", "send_bulk"):
+            space.report_later(reply["request_id"])
         if self.strict_replies:
             problems = validate_reply(op, status, reply)
             if problems:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import re
 import secrets
 import threading
@@ -65,6 +66,9 @@ def check_api_key(api_key: Any) -> str:
             "invalid API key: use 1-512 visible ASCII characters (no spaces or control characters)"
         )
     return api_key
+
+
+logger = logging.getLogger("django_fyno.emulator")
 
 
 class WebhookError(ValueError):
@@ -451,6 +455,27 @@ class WorkspaceControls:
             results.append({"report": report, "status_code": answer.status_code, "body": body})
         return results
 
+    def report_later(self, request_id: str) -> None:
+        """With ``auto_delivery_reports`` and a webhook, report ``request_id`` delivered soon.
+
+        From a timer thread, after the answer has gone: a report that cannot be
+        delivered is logged and dropped, as Fyno drops a webhook call that fails.
+        """
+        space = self._space()
+        delay = space.auto_delivery_reports
+        if delay is None or space.store.webhook_url is None:
+            return
+
+        def send() -> None:
+            try:
+                self.send_delivery_report(request_id=request_id)
+            except (LookupError, ValueError) as error:  # WebhookError is a ValueError
+                logger.warning("automatic delivery report for %s not sent: %s", request_id, error)
+
+        timer = threading.Timer(delay, send)
+        timer.daemon = True
+        timer.start()
+
 
 class Workspace(WorkspaceControls):
     """A Fyno workspace in memory: built by the :class:`~.app.Emulator`.
@@ -473,6 +498,7 @@ class Workspace(WorkspaceControls):
         request_log_limit: int | None = 10_000,
         webhook_timeout: float = 5.0,
         allow_remote_webhooks: bool = False,
+        auto_delivery_reports: float | None = None,
     ) -> None:
         self.wsid = check_wsid(wsid)
         # The key this workspace accepts (handed to clients; kept out of repr).
@@ -483,6 +509,13 @@ class Workspace(WorkspaceControls):
         self.webhook_timeout = webhook_timeout
         # Off: the webhook sender calls only URLs on this machine (loopback).
         self.allow_remote_webhooks = allow_remote_webhooks
+        # Seconds after an accepted event before its "delivered" reports go to the
+        # registered webhook, as Fyno's would; None: only when asked (POST delivery-report).
+        if auto_delivery_reports is not None and not (
+            isinstance(auto_delivery_reports, (int, float)) and 0 <= auto_delivery_reports < 3600
+        ):
+            raise ValueError("auto_delivery_reports must be None or seconds in [0, 3600)")
+        self.auto_delivery_reports = auto_delivery_reports
         self.lock = threading.RLock()
         # Configuration that reset() restores (state is what it forgets).
         self._seed = seed
