@@ -19,11 +19,24 @@ _LAZY = {
     "properties": "django_fyno.notifications",
     "verify_otp": "django_fyno.notifications",
     "PropertyUpdates": "django_fyno.notifications",
+    "list_unsubscribe_headers": "django_fyno.links",
+    "preferences_url": "django_fyno.links",
+    "unsubscribe_url": "django_fyno.links",
 }
 
-__all__ = ["PropertyUpdates", "__version__", "notify", "properties", "verify_otp"]
+__all__ = [
+    "PropertyUpdates",
+    "__version__",
+    "list_unsubscribe_headers",
+    "notify",
+    "preferences_url",
+    "properties",
+    "unsubscribe_url",
+    "verify_otp",
+]
 
 if TYPE_CHECKING:
+    from django_fyno.links import list_unsubscribe_headers, preferences_url, unsubscribe_url
     from django_fyno.notifications import PropertyUpdates, notify, properties, verify_otp
 
 

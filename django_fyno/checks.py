@@ -90,6 +90,19 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if not {"OUTBOX_LEASE_SECONDS", "RETRY", "CONNECT_TIMEOUT", "READ_TIMEOUT"} & set(problems):
         messages += _lease_messages()
     if (
+        not {"ADD_LINKS_TO_EVENTS", "SITE_URL"} & set(problems)
+        and fyno_settings.ADD_LINKS_TO_EVENTS
+        and not fyno_settings.SITE_URL
+    ):
+        messages.append(
+            Error(
+                "FYNO['ADD_LINKS_TO_EVENTS'] is on but FYNO['SITE_URL'] is empty: notify() "
+                "cannot make the links absolute.",
+                hint="Set FYNO['SITE_URL'] to your site's base URL, e.g. 'https://example.com'.",
+                id="fyno.E009",
+            )
+        )
+    if (
         "VERSION" not in problems
         and fyno_settings.VERSION is Version.LIVE
         and fyno_settings.django_debug

@@ -154,6 +154,16 @@ DEFAULTS: dict[str, Any] = {
     # Django cache alias holding the shared pause; must be shared between
     # processes (Redis, Memcached…) for the pause to hold them all.
     "OUTBOX_CACHE": "default",
+    # -- the end-user pages (see docs/preferences.md) --
+    # Seconds a signed preference or unsubscribe link stays valid (30 days).
+    "PREFERENCE_LINK_MAX_AGE": 30 * 24 * 3600,
+    # The site's base URL (https://example.com) for links built without a request:
+    # in notify()'s event data, in emails sent from a task.
+    "SITE_URL": "",
+    # The template the preference pages extend; its "content" block holds them.
+    "PREFERENCE_BASE_TEMPLATE": "django_fyno/base.html",
+    # notify() adds unsubscribe_url and preferences_url to each recipient's event data.
+    "ADD_LINKS_TO_EVENTS": False,
 }
 
 ENV_NAMES: dict[str, str] = {
@@ -247,6 +257,13 @@ def _endpoint(value: Any) -> str:
     text = _text(value)
     if not text.startswith(("http://", "https://")):
         raise _Invalid(f"must be an http(s) URL, not {_shown(text)}")
+    return text.rstrip("/")
+
+
+def _site_url(value: Any) -> str:
+    text = _optional_text(value) or ""
+    if text and not text.startswith(("http://", "https://")):
+        raise _Invalid(f"must be an http(s) URL such as 'https://example.com', not {_shown(text)}")
     return text.rstrip("/")
 
 
@@ -354,6 +371,10 @@ class FynoSettings:
     OUTBOX_CIRCUIT_THRESHOLD = _Setting(_int(1))
     OUTBOX_CIRCUIT_COOLDOWN = _Setting(_float(positive=False))
     OUTBOX_CACHE = _Setting(_text)
+    PREFERENCE_LINK_MAX_AGE = _Setting(_int(1))
+    SITE_URL = _Setting(_site_url)
+    PREFERENCE_BASE_TEMPLATE = _Setting(_text)
+    ADD_LINKS_TO_EVENTS = _Setting(_bool)
 
     @property
     def user_settings(self) -> dict[str, Any]:

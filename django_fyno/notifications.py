@@ -16,10 +16,11 @@ from typing import Any, overload
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, models, router, transaction
 
-from django_fyno import outbox
+from django_fyno import links, outbox
 from django_fyno.adapter import ProfileAdapter, get_adapter
 from django_fyno.client import validation as check
 from django_fyno.clients import Workspace, get_client, workspace_for, workspaces_for
+from django_fyno.conf import fyno_settings
 from django_fyno.exceptions import FynoValidationError
 from django_fyno.models import FynoOutbox
 
@@ -277,16 +278,22 @@ def notify(
     key = _check_dedupe_key(dedupe_key)
     db = _db(using)
 
+    with_links = fyno_settings.ADD_LINKS_TO_EVENTS
+
     def row(
         workspace: Workspace, distinct_id: str = "", channels: dict[str, str] | None = None
     ) -> FynoOutbox:
+        # A copy per row: rows handed back must not share mutable state.
+        data = json.loads(json.dumps(payload))
+        if with_links and distinct_id:
+            # Signed for this recipient; what the caller's data already says wins.
+            data = {**links.links_for(distinct_id, workspace), **data}
         return FynoOutbox(
             kind=str(FynoOutbox.Kind.EVENT),
             event=event,
             distinct_id=distinct_id,
             to=channels or {},
-            # A copy per row: rows handed back must not share mutable state.
-            payload=json.loads(json.dumps(payload)),
+            payload=data,
             callback=dict(extra_callback),
             dedupe_key=key,
             dedupe_hash=None if key is None else FynoOutbox.dedupe_hash_for(event, key),
