@@ -16,7 +16,9 @@ import pytest
 
 # Celery is an optional extra: without it, the Celery fixtures are absent and the
 # tests that need them skip (tests/test_without_celery.py runs that way).
-pytest_plugins = ["tests.fixtures_celery"] if importlib.util.find_spec("celery") else []
+pytest_plugins = ["tests.fixtures_browser"]
+if importlib.util.find_spec("celery"):
+    pytest_plugins.append("tests.fixtures_celery")
 
 
 def make_user(name: str, *, save: bool = True, **extra: Any) -> Any:

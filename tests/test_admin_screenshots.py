@@ -10,81 +10,30 @@ show (``docs/_static/admin-*.png``), run::
 
     FYNO_SCREENSHOTS=docs/_static .venv/bin/python -m pytest tests/test_admin_screenshots.py
 
-The browser is Debian's ``chromium`` (``/usr/bin/chromium``, or ``FYNO_CHROMIUM``);
-nothing is downloaded. Without it, or without Playwright, the test skips, and fails
-under ``FYNO_REQUIRE_SERVICES=1``.
+The browser and the emulator come from tests/fixtures_browser.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
-from django.core.cache import caches
 from django.urls import reverse
 from django.utils import timezone
 
 from django_fyno import sync
-from django_fyno.clients import get_client, reset_clients
-from django_fyno.conf import fyno_settings
+from django_fyno.clients import get_client
 from django_fyno.models import FynoOutbox, FynoProfile, FynoSuppression
 from django_fyno.receivers import skip_sync
 from django_fyno.testing import FynoEmulatorHandle
-from tests.conftest import here, make_user, require_service
+from tests.conftest import here, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHROMIUM = os.environ.get("FYNO_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "a-staff-password-for-the-browser"
 SHOTS = ("admin-profiles.png", "admin-compare.png", "admin-suppressions.png", "admin-health.png")
-
-
-@pytest.fixture
-def chromium() -> str:
-    """Debian's Chromium, for Playwright; skips (or fails, services required) without."""
-    require_service(
-        "Playwright",
-        importlib.util.find_spec("playwright") is not None,
-        "it is not installed (pip install -e '.[dev]')",
-    )
-    require_service(
-        "Chromium",
-        os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK),
-        f"{CHROMIUM} is missing (apt-get install chromium)",
-    )
-    return CHROMIUM
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("FYNO_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture
-def fyno_live(
-    settings: Any, fyno_live_emulator: FynoEmulatorHandle
-) -> Iterator[FynoEmulatorHandle]:
-    settings.ROOT_URLCONF = "tests.admin_urls"
-    settings.FYNO = {
-        **django_settings.FYNO,
-        "ENDPOINT": fyno_live_emulator.endpoint,
-        "AUTO_SYNC": False,
-        "RETRY": {"MAX_ATTEMPTS": 1},
-    }
-    reset_clients()
-    caches[fyno_settings.OUTBOX_CACHE].clear()
-    yield fyno_live_emulator
-    reset_clients()
-    caches[fyno_settings.OUTBOX_CACHE].clear()
 
 
 def person(first: str, last: str) -> Any:
