@@ -3,7 +3,9 @@
 emulator's control API.
 
 A user logs in and changes a channel; an anonymous visitor does the same through a
-signed link; an unsubscribe link is followed and confirmed. Each time the emulator's
+signed link; an unsubscribe link is followed and confirmed. Every page is served
+with a strict Content-Security-Policy (no inline script or style), and the browser
+must refuse nothing. Each time the emulator's
 stored preferences are checked. axe-core scans the pages for accessibility
 violations (none serious or critical allowed), and the page is screenshotted on a
 desktop and a narrow phone viewport, with the unsubscribe confirmation.
@@ -93,6 +95,29 @@ def stored(handle: FynoEmulatorHandle, distinct_id: str) -> dict[str, Any]:
     return {**topics, "all": reply["meta"]["all"]["preference"]}
 
 
+# What a strict Content-Security-Policy allows: nothing inline, nothing from elsewhere.
+STRICT_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:"
+
+
+def under_strict_csp(context: Any, refusals: list[str]) -> Any:
+    """Every page of ``context`` served with STRICT_CSP; what the browser refused is
+    collected in ``refusals`` (the pages must need no exception to it)."""
+
+    def add_policy(route: Any) -> None:
+        response = route.fetch(max_redirects=0)  # the browser follows them itself
+        headers = {**response.headers, "content-security-policy": STRICT_CSP}
+        route.fulfill(response=response, headers=headers)
+
+    context.route("**/*", add_policy)
+    context.on(
+        "console",
+        lambda message: (
+            refusals.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return context
+
+
 def topic(page: Any, name: str) -> Any:
     """The fieldset of one topic, found by its legend as a screen reader would."""
     return page.locator(
@@ -144,7 +169,10 @@ def test_the_preference_center_in_a_real_browser(
         browser = playwright.chromium.launch(executable_path=chromium)
 
         # 1. Logged in: untick "Order updates" by SMS, save.
-        desktop = browser.new_context(viewport={"width": 1280, "height": 900})
+        refused: list[str] = []
+        desktop = under_strict_csp(
+            browser.new_context(viewport={"width": 1280, "height": 900}), refused
+        )
         page = desktop.new_page()
         page.goto(page_url)  # not logged in: the login form, then back here
         page.fill("#id_username", "ada")
@@ -167,8 +195,11 @@ def test_the_preference_center_in_a_real_browser(
         desktop.close()
 
         # 2. A signed link, no login, on a phone: untick the newsletter's WhatsApp.
-        phone = browser.new_context(
-            viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True
+        phone = under_strict_csp(
+            browser.new_context(
+                viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True
+            ),
+            refused,
         )
         page = phone.new_page()
         page.goto(signed_url)
@@ -183,7 +214,9 @@ def test_the_preference_center_in_a_real_browser(
         phone.close()
 
         # 3. An unsubscribe link: the GET only asks; the button unsubscribes.
-        mail = browser.new_context(viewport={"width": 1280, "height": 720})
+        mail = under_strict_csp(
+            browser.new_context(viewport={"width": 1280, "height": 720}), refused
+        )
         page = mail.new_page()
         page.goto(unsubscribe_url)
         assert stored(fyno_live, who)["SNEWS"]["email"] == "opted-in"
@@ -196,6 +229,7 @@ def test_the_preference_center_in_a_real_browser(
         mail.close()
         browser.close()
 
+    assert refused == []  # the pages work under a strict Content-Security-Policy
     final = stored(fyno_live, who)
     assert final["SNEWS"]["email"] == "opted-out"  # the unsubscribe link
     assert final["SNEWS"]["whatsapp"] == "opted-out"  # the signed page
