@@ -642,7 +642,9 @@ def _alone(plans: Sequence[SyncPlan]) -> set[int]:
         distinct_id = plan.new["distinct_id"]
         row = plan.row
         moved = (
-            bool(row.wsid) and row.distinct_id is not None and Workspace.of(row) != plan.workspace
+            bool(row.wsid)
+            and row.distinct_id is not None
+            and not Workspace.of(row).same_workspace(plan.workspace)
         )
         if (
             distinct_id in taken

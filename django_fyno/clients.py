@@ -4,7 +4,11 @@ A :class:`Workspace` is where a profile or a message lives: the workspace id,
 the version (``live``/``test``) and the endpoint, never the API key. Rows that
 talk to Fyno later (profile mirrors, outbox messages) record it when they are
 written; every later call for them goes to that workspace through
-:func:`client_for`.
+:func:`client_for`. A workspace *is* its id and version: the endpoint a row
+recorded says where it was sent, and :func:`client_for` reaches the workspace
+where the settings (or the resolver) say it is now, so changing ``ENDPOINT``
+neither strands rows at the old address nor counts as a move to another
+workspace.
 
 By default every user belongs to the workspace configured in ``settings.FYNO``.
 A project with one Fyno workspace per tenant names a resolver in
@@ -31,7 +35,7 @@ import hashlib
 import inspect
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.core.signals import setting_changed
@@ -92,6 +96,10 @@ class Workspace:
     def of(cls, row: Any) -> Workspace:
         """The workspace a model row (FynoProfile, FynoOutbox) recorded."""
         return cls(row.wsid, row.version, row.endpoint)
+
+    def same_workspace(self, other: Workspace | None) -> bool:
+        """Whether ``other`` is this workspace, perhaps reached at another endpoint."""
+        return other is not None and (self.wsid, self.version) == (other.wsid, other.version)
 
     def fields(self) -> dict[str, str]:
         """The model fields recording this workspace on a row."""
@@ -246,7 +254,10 @@ def _credentials_for(workspace: Workspace) -> _Credentials:
                 f"workspace {workspace.wsid} can no longer be resolved: FYNO['WSID'] is now "
                 f"{fyno_settings.WSID or '(empty)'} and no CLIENT_RESOLVER is set"
             )
-        return _Credentials(workspace, fyno_settings.API_KEY)
+        # The endpoint is where the workspace is reached today, not where a row was sent.
+        return _Credentials(
+            replace(workspace, endpoint=fyno_settings.ENDPOINT), fyno_settings.API_KEY
+        )
     if not _accepts_workspace(resolver):
         raise FynoConfigurationError(
             f"FYNO['CLIENT_RESOLVER'] {_name(resolver)} must accept a `workspace` keyword "
@@ -264,7 +275,8 @@ def _credentials_for(workspace: Workspace) -> _Credentials:
             f"workspace {workspace.wsid} can no longer be resolved: "
             f"FYNO['CLIENT_RESOLVER'] {_name(resolver)} answered for workspace {answer.wsid}"
         )
-    return _Credentials(workspace, answer.api_key)
+    endpoint = (answer.endpoint or fyno_settings.ENDPOINT).rstrip("/")
+    return _Credentials(replace(workspace, endpoint=endpoint), answer.api_key)
 
 
 def _config(credentials: _Credentials, pool_size: int | None) -> FynoConfig:

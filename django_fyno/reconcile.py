@@ -396,7 +396,7 @@ def _expect(row: FynoProfile, adapter: ProfileAdapter) -> _Expected:
         return expected
     if comparison.workspace is None:
         comparison.workspace = plan.workspace  # where its first sync will create it
-    elif row.distinct_id is not None and plan.workspace != comparison.workspace:
+    elif row.distinct_id is not None and not comparison.workspace.same_workspace(plan.workspace):
         expected.moving_to = plan.workspace
     if plan.new is not None:
         expected.ours = plan.new

@@ -314,7 +314,12 @@ def plan_sync(
         plan.outcome, plan.error = SyncOutcome.FAILED, error
         return plan
     previous: dict[str, Any] = dict(row.payload or {})
-    moved = bool(row.wsid) and row.distinct_id is not None and Workspace.of(row) != plan.workspace
+    # Another workspace (id or version), not merely another endpoint for the same one.
+    moved = (
+        bool(row.wsid)
+        and row.distinct_id is not None
+        and not Workspace.of(row).same_workspace(plan.workspace)
+    )
     if not adapter.should_sync(user):
         if row.distinct_id is None or moved:
             plan.outcome = SyncOutcome.EXCLUDED  # never sent there: keep it out of Fyno
@@ -646,7 +651,11 @@ def run_plan(plan: SyncPlan, *, respect_pause: bool = True) -> SyncOutcome:
     try:
         if plan.action is Action.SEND:
             _claim_distinct_id(plan)
-            if plan.row.wsid and plan.row.distinct_id and Workspace.of(plan.row) != plan.workspace:
+            if (
+                plan.row.wsid
+                and plan.row.distinct_id
+                and not Workspace.of(plan.row).same_workspace(plan.workspace)
+            ):
                 _move_out(plan)
         created = send_plan(plan, client_for(plan.workspace))
     except FynoAuthError as error:

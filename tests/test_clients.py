@@ -282,11 +282,17 @@ def answers_for_another(user: Any = None, *, workspace: Any = None) -> Any:
     return {"WSID": "FYOTHER", "API_KEY": "k"}
 
 
+def moved_endpoint_resolver(user: Any = None, *, workspace: Any = None) -> Any:
+    return {"WSID": "FYB", "API_KEY": "key-b", "ENDPOINT": "https://eu.fyno.example/v1/"}
+
+
 def test_a_stored_workspace_gets_its_own_credentials_from_the_resolver() -> None:
+    # Recorded when it was reached elsewhere: it is reached where it is now.
     stored = clients.Workspace("FYB", "test", "http://127.0.0.1:9/v1")
     with override_settings(FYNO={**BASE, "CLIENT_RESOLVER": f"{__name__}.workspace_resolver"}):
         client = clients.client_for(stored)
-        assert (client.config.wsid, client.config.endpoint) == ("FYB", "http://127.0.0.1:9/v1")
+        assert (client.config.wsid, client.config.endpoint) == ("FYB", "https://api.fyno.io/v1")
+        assert client.config.version == "test"
         assert client.config.api_key == "key-b"
         assert resolver_calls == [stored]
         assert clients.workspace_for(None) == clients.Workspace(
@@ -312,10 +318,41 @@ def test_a_stored_workspace_that_cannot_be_resolved_is_never_sent_elsewhere(
         clients.client_for(stored)
 
 
+def test_a_stored_workspace_is_reached_at_the_endpoint_the_resolver_gives() -> None:
+    stored = clients.Workspace("FYB", "live", "http://127.0.0.1:9/v1")
+    resolver = f"{__name__}.moved_endpoint_resolver"
+    with override_settings(FYNO={**BASE, "CLIENT_RESOLVER": resolver}):
+        config = clients.client_for(stored).config
+    assert (config.wsid, config.version, config.endpoint) == (
+        "FYB",
+        "live",  # the row's version, whatever the resolver's default
+        "https://eu.fyno.example/v1",
+    )
+
+
+def test_without_a_resolver_a_stored_workspace_is_reached_at_the_settings_endpoint() -> None:
+    stored = clients.Workspace("FYTEST", "live", "http://127.0.0.1:9/v1")
+    with override_settings(FYNO={**BASE, "ENDPOINT": "https://proxy.example/fyno/v1"}):
+        config = clients.client_for(stored).config
+    assert (config.wsid, config.version, config.endpoint) == (
+        "FYTEST",
+        "live",
+        "https://proxy.example/fyno/v1",
+    )
+
+
+def test_the_same_workspace_at_another_endpoint_is_the_same_workspace() -> None:
+    here = clients.Workspace("FYA", "test", "https://api.fyno.io/v1")
+    assert here.same_workspace(clients.Workspace("FYA", "test", "http://127.0.0.1:8765/v1"))
+    assert not here.same_workspace(clients.Workspace("FYA", "live", "https://api.fyno.io/v1"))
+    assert not here.same_workspace(clients.Workspace("FYB", "test", "https://api.fyno.io/v1"))
+    assert not here.same_workspace(None)
+
+
 def test_without_a_resolver_only_the_settings_workspace_resolves() -> None:
     with override_settings(FYNO=BASE):
         ours = clients.client_for(clients.Workspace("FYTEST", "live", "http://127.0.0.1:9/v1"))
-        assert (ours.config.version, ours.config.endpoint) == ("live", "http://127.0.0.1:9/v1")
+        assert (ours.config.version, ours.config.endpoint) == ("live", "https://api.fyno.io/v1")
         with pytest.raises(clients.WorkspaceUnavailable, match="FYNO\\['WSID'\\] is now FYTEST"):
             clients.client_for(clients.Workspace("FYOLD", "test", "https://api.fyno.io/v1"))
         with pytest.raises(clients.WorkspaceUnavailable, match="records no Fyno workspace"):
