@@ -34,31 +34,13 @@ from django_fyno import links, sync
 from django_fyno.clients import reset_clients
 from django_fyno.receivers import skip_sync
 from django_fyno.testing import FynoEmulatorHandle
+from tests.preference_topics import config
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PASSWORD = "a-password-for-the-browser"
 SHOTS = ("preferences-desktop.png", "preferences-mobile.png", "preferences-unsubscribe.png")
 ON = "on"
-CHANNELS = (
-    "sms",
-    "whatsapp",
-    "email",
-    "push",
-    "inapp",
-    "webpush",
-    "slack",
-    "discord",
-    "teams",
-    "voice",
-)
-
-
-def config(**channels: str) -> dict[str, str]:
-    """A topic's channel_config: every channel, "off" unless given."""
-    return {channel: channels.get(channel, "off") for channel in CHANNELS}
-
-
 SECTIONS = {
     "Orders": [
         {

@@ -24,52 +24,14 @@ from django_fyno.clients import default_workspace, get_client
 from django_fyno.models import FynoProfile
 from django_fyno.receivers import skip_sync
 from tests.conftest import here, make_user, wait_until
+from tests.preference_topics import EVERY, IN, OUT, SECTIONS
 
 pytestmark = pytest.mark.django_db
 
 VERSION = settings.FYNO["VERSION"]
 API_KEY = settings.FYNO["API_KEY"]
-EVERY = (
-    "sms",
-    "whatsapp",
-    "email",
-    "push",
-    "inapp",
-    "webpush",
-    "slack",
-    "discord",
-    "teams",
-    "voice",
-)
-OUT, IN = "opted-out", "opted-in"
 PAGE = "/fyno/preferences/"
 API = "/fyno/preferences/api/"
-
-
-def config(**channels: str) -> dict[str, str]:
-    return {channel: channels.get(channel, "off") for channel in EVERY}
-
-
-SECTIONS = {
-    "Marketing": [
-        {
-            "subscription_id": "SNEWS",
-            "name": "Newsletter",
-            "description": "Monthly news.",
-            "channel_config": config(email="on", sms="on"),
-            "notification_events": [{"event_id": "ENEWS", "event_name": "newsletter"}],
-        }
-    ],
-    "Account": [
-        {
-            "subscription_id": "SSECURITY",
-            "name": "Security",
-            "description": "Sign-in alerts.",
-            "channel_config": config(email="required", sms="on", push="on"),
-            "notification_events": ["login_otp"],
-        }
-    ],
-}
 
 
 # -- fixtures and helpers -----------------------------------------------------------

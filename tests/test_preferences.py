@@ -31,29 +31,11 @@ from django_fyno.preferences import (
     Refusal,
 )
 from tests.conftest import here
+from tests.preference_topics import config
 
 pytestmark = pytest.mark.django_db
 
 VERSION = settings.FYNO["VERSION"]
-EVERY = (
-    "sms",
-    "whatsapp",
-    "email",
-    "push",
-    "inapp",
-    "webpush",
-    "slack",
-    "discord",
-    "teams",
-    "voice",
-)
-
-
-def config(**channels: str) -> dict[str, str]:
-    """A channel_config naming every channel: the given ones, the others off."""
-    return {channel: channels.get(channel, "off") for channel in EVERY}
-
-
 SECTIONS = {
     "Marketing": [
         {
