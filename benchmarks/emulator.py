@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -122,12 +123,19 @@ def run_processes(
     )
 
 
-def start_server_process(*options: str) -> tuple[subprocess.Popen[str], str]:
+def start_server_process(
+    *options: str, check_replies: bool = True
+) -> tuple[subprocess.Popen[str], str]:
     """``python -m django_fyno.emulator`` on a free port; returns it and its endpoint.
 
     ``options`` are more command-line flags, e.g. ``"--latency", "0.02"``.
+    ``check_replies=False`` serves it with ``benchmarks/emulator_server.py``:
+    the same emulator, without checking its own replies against the contract.
     """
     command = [sys.executable, "-m", "django_fyno.emulator", "--port", "0"]
+    if not check_replies:
+        command = [sys.executable, str(Path(__file__).with_name("emulator_server.py"))]
+        command += ["--port", "0"]
     command += ["--wsid", WSID, "--api-key", API_KEY, *options]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert server.stdout is not None

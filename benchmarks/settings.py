@@ -23,9 +23,13 @@ FYNO = {
     "ENDPOINT": os.environ.get("FYNO_ENDPOINT", "http://127.0.0.1:9/v1"),
     "TASK_MODE": os.environ.get("FYNO_TASK_MODE", "celery"),
     "OUTBOX_BULK_SIZE": int(os.environ.get("FYNO_OUTBOX_BULK_SIZE", "100")),
+    "OUTBOX_CONCURRENCY": int(os.environ.get("FYNO_OUTBOX_CONCURRENCY", "1")),
+    "CELERY_QUEUE": os.environ.get("FYNO_CELERY_QUEUE") or None,
     # Leave retries to the outbox, as docs/outbox.md recommends.
     "RETRY": {"MAX_ATTEMPTS": 1},
 }
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://")
 CELERY_TASK_IGNORE_RESULT = True
+# One drain request per worker at a time: a worker must not hold another's.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 LOGGING_CONFIG = None

@@ -132,6 +132,9 @@ DEFAULTS: dict[str, Any] = {
     # Rows one /event/bulk or /profiles/properties/batch request carries, and
     # how many rows one drain claims at a time.
     "OUTBOX_BULK_SIZE": 100,
+    # Requests one drain keeps in flight at once (threads that only do HTTP);
+    # a drain then claims OUTBOX_BULK_SIZE rows per request. 1: one at a time.
+    "OUTBOX_CONCURRENCY": 1,
     # Seconds a drainer owns the rows it claimed; after that the sweeper takes them back.
     "OUTBOX_LEASE_SECONDS": 300,
     # Attempts before a row is "dead" (429 answers are not counted).
@@ -362,6 +365,7 @@ class FynoSettings:
     AUTH_FAILURE_PAUSE = _Setting(_float(positive=True))
     WEBHOOK_SECRET = _Setting(_secrets)
     OUTBOX_BULK_SIZE = _Setting(_int(1))
+    OUTBOX_CONCURRENCY = _Setting(_int(1))
     OUTBOX_LEASE_SECONDS = _Setting(_int(1))
     OUTBOX_MAX_ATTEMPTS = _Setting(_int(1))
     OUTBOX_MAX_SENDS = _Setting(_int(1))

@@ -3,10 +3,13 @@
 In a short transaction of its own (``SELECT … FOR UPDATE SKIP LOCKED`` where
 the database has it; a conditional ``UPDATE … WHERE state = 'pending'``
 everywhere), rows are marked ``sending`` with a lease whose expiry doubles as
-the claim token. The transaction commits before any HTTP request.
+the claim token. The transaction commits before any HTTP request. On
+PostgreSQL the whole claim is one statement (``UPDATE … WHERE id IN (SELECT …
+FOR UPDATE SKIP LOCKED) RETURNING …``), committed on its own.
 
-Before each request the drainer renews (:func:`renew`) the lease of the rows
-it has not sent yet: one conditional ``UPDATE`` moves those that still carry its
+Before each request (but the first right after its claim, which has just
+set the lease) the drainer renews (:func:`renew`) the lease of the rows it
+has not sent yet: one conditional ``UPDATE`` moves those that still carry its
 token to a new one, ``OUTBOX_LEASE_SECONDS`` from now. Only those are sent; a
 row the sweeper took back meanwhile no longer matches and is not sent again.
 """
@@ -28,6 +31,20 @@ __all__ = ["Clock", "claim", "due_rows", "renew"]
 
 Clock = Callable[[], datetime]
 _State = FynoOutbox.State
+# What sending and recording read of a claimed row: the claim loads only these
+# (the others, e.g. a long ``result`` or ``delivery``, stay deferred).
+SENDING_FIELDS = (
+    "id",
+    "kind",
+    "event",
+    "distinct_id",
+    "to",
+    "payload",
+    "callback",
+    "state",
+    "attempts",
+    "lease_expires_at",
+)
 
 
 def due_rows(workspace: Workspace, now: datetime) -> QuerySet[FynoOutbox]:
@@ -57,6 +74,9 @@ def claim(
     now = clock()
     token = _lease_token(clock)
     alias = router.db_for_write(FynoOutbox)
+    if connections[alias].vendor == "postgresql":
+        rows = _claim_in_one_statement(alias, workspace, now, token, limit)
+        return rows, (token if rows else None)
     due = due_rows(workspace, now).using(alias)
     with transaction.atomic(using=alias):
         if connections[alias].features.has_select_for_update_skip_locked:
@@ -75,6 +95,33 @@ def claim(
         .order_by("id")
     )
     return rows, token
+
+
+def _claim_in_one_statement(
+    alias: str, workspace: Workspace, now: datetime, token: datetime, limit: int
+) -> list[FynoOutbox]:
+    """PostgreSQL: pick, lease and read the rows in one round trip (the same rows,
+    lease and token as the three statements elsewhere), committed at once."""
+    quote = connections[alias].ops.quote_name
+    meta = FynoOutbox._meta
+    table = quote(meta.db_table)
+    column = {field.name: str(field.column) for field in meta.concrete_fields}
+    columns = ", ".join(quote(column[name]) for name in SENDING_FIELDS)
+    # Only quoted names from the model are interpolated; every value is a parameter.
+    due = (
+        f"SELECT id FROM {table} WHERE state = %s AND next_attempt_at <= %s"  # noqa: S608
+        " AND wsid = %s AND version = %s AND endpoint = %s"
+        " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
+    )
+    sql = (
+        f"UPDATE {table} SET state = %s, lease_expires_at = %s"  # noqa: S608
+        f" WHERE id IN ({due}) RETURNING {columns}"
+    )
+    params = [_State.SENDING, token, _State.PENDING, now]
+    params += [workspace.wsid, workspace.version, workspace.endpoint, limit]
+    rows = list(FynoOutbox.objects.using(alias).raw(sql, params))
+    rows.sort(key=lambda row: row.pk)
+    return rows
 
 
 def renew(pks: Sequence[int], token: datetime, clock: Clock) -> tuple[set[int], datetime]:

@@ -4,7 +4,10 @@
 batch, send it with no transaction open (renewing the lease of the unsent
 rows before each request, and sending only those still held), record each
 outcome; repeat until nothing is due, the workspace is paused, or Fyno
-refuses or fails (the rest of the batch is handed back unsent).
+refuses or fails (the rest of the batch is handed back unsent). With
+``OUTBOX_CONCURRENCY`` above 1, a batch's requests go out in waves of that
+many, and the next batch is claimed while the last wave is in flight (and
+handed back if the drain stops).
 :func:`deliver` is the drain job: a drain plus the one wake-up for what it
 left behind. :func:`sweep_outbox` takes back rows whose drainer died and
 asks for a drain of every workspace with due rows.
@@ -13,6 +16,7 @@ asks for a drain of every workspace with due rows.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -40,7 +44,7 @@ from django_fyno.outbox import scheduling
 from django_fyno.outbox.claim import Clock
 from django_fyno.outbox.record import DrainReport, Writer
 from django_fyno.outbox.scheduling import DRAIN_JOB
-from django_fyno.outbox.send import problem, send, units
+from django_fyno.outbox.send import Reply, Sender, next_wave, problem, send, units
 from django_fyno.pause import SharedPause
 
 __all__ = [
@@ -83,8 +87,16 @@ def _deliver(
     writer: Writer,
     pause: SharedPause,
     policy: UnknownPolicy,
+    sender: Sender,
+    *,
+    probe: bool = False,
+    meanwhile: Callable[[], None] | None = None,
 ) -> bool:
-    """Send the claimed rows; True when the drain must stop (Fyno refused or is down)."""
+    """Send the claimed rows; True when the drain must stop (Fyno refused or is down).
+
+    Requests go out in waves of at most ``sender.width`` (a probe's first
+    request goes alone). ``meanwhile`` runs while the last wave is in flight.
+    """
     report = writer.report
     sendable = []
     for row in rows:
@@ -94,6 +106,7 @@ def _deliver(
         else:
             writer.failed([row], reason)
     queue = units(sendable, fyno_settings.OUTBOX_BULK_SIZE)
+    width = 1 if probe else sender.width
     while queue:
         # Keep the lease of every row not sent yet, and send only rows still
         # held: a pass may outlive OUTBOX_LEASE_SECONDS, never send a row the
@@ -102,22 +115,34 @@ def _deliver(
         queue = [kept for unit in queue if (kept := [row for row in unit if row.pk in held])]
         if not queue:
             break
-        unit = queue.pop(0)
-        report.requests += 1
-        try:
-            reply = send(client, unit)
-        except FynoError as error:
-            stopped_by = error_text(error, "not sent yet: ")
-            if _failed(error, writer, unit, pause, policy):
-                continue
-        else:
-            pause.succeeded()
-            writer.sent(reply, unit)
-            continue
-        # Fyno is refusing or failing: stop this pass; hand the rest back unsent.
-        for rest in queue:
-            writer.release(rest, stopped_by)
-        return True
+        wave = next_wave(queue, width)
+        del queue[: len(wave)]
+        width = sender.width
+        report.requests += len(wave)
+        outcomes = sender.send_all(send, client, wave, None if queue else meanwhile)
+        accepted: list[tuple[Reply, list[FynoOutbox]]] = []
+        failures: list[tuple[list[FynoOutbox], FynoError]] = []
+        for unit, outcome in zip(wave, outcomes, strict=True):
+            if isinstance(outcome, FynoError):
+                failures.append((unit, outcome))
+            else:
+                pause.succeeded()
+                accepted.append((outcome, unit))
+        if len(accepted) == 1:
+            writer.sent(*accepted[0])
+        elif accepted:
+            writer.sent_all(accepted)
+        # Failures after successes: a wave's failure is the pause's last word.
+        stopped_by = None
+        for unit, error in failures:
+            message = error_text(error, "not sent yet: ")
+            if not _failed(error, writer, unit, pause, policy) and stopped_by is None:
+                stopped_by = message
+        if stopped_by is not None:
+            # Fyno is refusing or failing: stop this pass; hand the rest back unsent.
+            for rest in queue:
+                writer.release(rest, stopped_by)
+            return True
     return False
 
 
@@ -188,31 +213,79 @@ def _unresolvable(workspace: Workspace, error: FynoConfigurationError, clock: Cl
     return int(failed)
 
 
+@dataclass
+class _Claim:
+    rows: list[FynoOutbox]
+    token: datetime
+    probe: bool = False
+    # Taken just now, before any request: its lease needs no renewal before the first.
+    fresh: bool = True
+
+
 def _drain_workspace(workspace: Workspace, max_rows: int | None, clock: Clock) -> DrainReport:
     report = DrainReport()
     policy = fyno_settings.UNKNOWN_POLICY
+    width = fyno_settings.OUTBOX_CONCURRENCY
     try:
-        client = client_for(workspace)
+        client = client_for(workspace) if width == 1 else client_for(workspace, pool_size=width)
     except FynoConfigurationError as error:
         report.failed = _unresolvable(workspace, error, clock)
         return report
     pause = SharedPause(workspace, clock)
-    bulk_size = fyno_settings.OUTBOX_BULK_SIZE
-    while max_rows is None or report.claimed < max_rows:
+    per_claim = fyno_settings.OUTBOX_BULK_SIZE * width
+
+    def take(probe_allowed: bool) -> _Claim | None:
+        """The next claim, unless the drain is done, paused or (``probe_allowed``
+        False) the pause would make it a probe."""
+        if max_rows is not None and report.claimed >= max_rows:
+            return None
         gate = pause.gate()
         if not gate.open:
-            report.paused = True
-            report.retry_in = gate.wait
-            break
-        limit = bulk_size if max_rows is None else min(bulk_size, max_rows - report.claimed)
+            if probe_allowed:
+                report.paused = True
+                report.retry_in = gate.wait
+            return None
+        if gate.probe and not probe_allowed:
+            pause.end_probe()  # the next pass, with nothing in flight, probes
+            return None
+        limit = per_claim if max_rows is None else min(per_claim, max_rows - report.claimed)
         rows, token = claiming.claim(workspace, limit, clock)
         if token is None:
             if gate.probe:
                 pause.end_probe()  # nothing to probe with
-            break
+            return None
         report.claimed += len(rows)
-        if _deliver(client, rows, Writer(token, report, clock), pause, policy):
-            break
+        return _Claim(rows, token, probe=gate.probe)
+
+    ahead: list[_Claim] = []
+
+    def claim_ahead() -> None:
+        # The next batch is claimed (and committed) while the last requests of
+        # the current one are in flight; no transaction spans a request.
+        taken = take(probe_allowed=False)
+        if taken is not None:
+            taken.fresh = False
+            ahead.append(taken)
+
+    with Sender(width) as sender:
+        current = take(probe_allowed=True)
+        while current is not None:
+            writer = Writer(current.token, report, clock, fresh=current.fresh)
+            stop = _deliver(
+                client,
+                current.rows,
+                writer,
+                pause,
+                policy,
+                sender,
+                probe=current.probe,
+                meanwhile=claim_ahead if width > 1 else None,
+            )
+            if stop:
+                for unsent in ahead:  # claimed ahead, never sent: handed back as they were
+                    Writer(unsent.token, report, clock).release(unsent.rows)
+                break
+            current = ahead.pop() if ahead else take(probe_allowed=True)
     if report.retry_in is None:
         report.retry_in = _next_due_in(workspace, clock)
     if report.claimed or report.paused:

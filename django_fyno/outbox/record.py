@@ -9,13 +9,14 @@ WARNING with their event, ids and Fyno's message.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.db.models import Case, F, JSONField, QuerySet, Value, When
 
 from django_fyno.client.backoff import full_jitter
@@ -93,10 +94,15 @@ def _log_given_up(rows: list[FynoOutbox], state: str, message: str) -> None:
 class Writer:
     """Writes outcomes of one claim, only to rows that still carry its token."""
 
-    def __init__(self, token: datetime, report: DrainReport, clock: Clock) -> None:
+    def __init__(
+        self, token: datetime, report: DrainReport, clock: Clock, *, fresh: bool = False
+    ) -> None:
         self.token = token
         self.report = report
         self.clock = clock
+        self.alias = router.db_for_write(FynoOutbox)
+        # The claim was taken just now: its first request needs no renewal.
+        self._fresh = fresh
 
     def renew(self, rows: list[FynoOutbox]) -> set[int]:
         """Extend the lease of ``rows`` (the claim's unsent ones) before a request.
@@ -104,6 +110,9 @@ class Writer:
         Returns the pks still held: only those may be sent. The others were
         taken back and are counted ``lost``. Later writes use the new token.
         """
+        if self._fresh:
+            self._fresh = False
+            return {row.pk for row in rows}
         held, self.token = claiming.renew([row.pk for row in rows], self.token, self.clock)
         self.report.lost += len(rows) - len(held)
         return held
@@ -120,32 +129,81 @@ class Writer:
         return written
 
     def sent(self, reply: Reply, rows: list[FynoOutbox]) -> None:
-        pks = list(reply.results)
-        if pks:
-            whens = [
-                When(pk=pk, then=Value(result, JSONField())) for pk, result in reply.results.items()
-            ]
-            self.report.sent += self._update(
-                pks,
-                state=_State.SENT,
-                request_id=reply.request_id[:64],
-                result=Case(*whens, output_field=JSONField()),
-                sent_at=self.clock(),
-                attempts=F("attempts") + 1,
-                last_error="",
-            )
-        by_pk = {row.pk: row for row in rows}
-        for pk, message in reply.refused.items():
-            written = self._update(
-                [pk],
-                state=_State.FAILED,
-                request_id=reply.request_id[:64],
-                attempts=F("attempts") + 1,
-                last_error=message,
-            )
-            self.report.failed += written
-            if written:
-                _log_given_up([by_pk[pk]], "refused by Fyno", message)
+        """Fyno accepted one request for ``rows``: each row ``sent``, or ``failed``
+        where the reply refused its item."""
+        self.sent_all([(reply, rows)])
+
+    def sent_all(self, accepted: list[tuple[Reply, list[FynoOutbox]]]) -> None:
+        """What :meth:`sent` writes, for the accepted requests of one wave at once.
+
+        On PostgreSQL one ``UPDATE … FROM (VALUES …)`` writes every row sent,
+        each with its own result and request id; elsewhere one ``UPDATE`` with
+        a ``CASE`` per request.
+        """
+        if connections[self.alias].vendor == "postgresql":
+            self.report.sent += self._sent_from_values(accepted)
+        else:
+            for reply, _ in accepted:
+                if reply.results:
+                    self.report.sent += self._sent_with_case(reply)
+        for reply, rows in accepted:
+            by_pk = {row.pk: row for row in rows}
+            for pk, message in reply.refused.items():
+                written = self._update(
+                    [pk],
+                    state=_State.FAILED,
+                    request_id=reply.request_id[:64],
+                    attempts=F("attempts") + 1,
+                    last_error=message,
+                )
+                self.report.failed += written
+                if written:
+                    _log_given_up([by_pk[pk]], "refused by Fyno", message)
+
+    def _sent_with_case(self, reply: Reply) -> int:
+        whens = [
+            When(pk=pk, then=Value(result, JSONField())) for pk, result in reply.results.items()
+        ]
+        return self._update(
+            list(reply.results),
+            state=_State.SENT,
+            request_id=reply.request_id[:64],
+            result=Case(*whens, output_field=JSONField()),
+            sent_at=self.clock(),
+            attempts=F("attempts") + 1,
+            last_error="",
+        )
+
+    def _sent_from_values(self, accepted: list[tuple[Reply, list[FynoOutbox]]]) -> int:
+        """PostgreSQL: each row's request id and result joined from a ``VALUES``
+        list (its cost does not grow with a ``CASE`` per row), in one statement."""
+        given = [
+            (pk, reply.request_id[:64], json.dumps(result))
+            for reply, _ in accepted
+            for pk, result in reply.results.items()
+        ]
+        if not given:
+            return 0
+        quote = connections[self.alias].ops.quote_name
+        table = quote(FynoOutbox._meta.db_table)
+        values = ", ".join(["(%s::bigint, %s, %s::jsonb)"] * len(given))
+        # Only the quoted table name is interpolated; every value is a parameter.
+        sql = (
+            f"UPDATE {table} AS row SET state = %s, request_id = given.request_id,"  # noqa: S608
+            " result = given.result, sent_at = %s, attempts = row.attempts + 1,"
+            " last_error = '', lease_expires_at = NULL"
+            f" FROM (VALUES {values}) AS given (id, request_id, result)"
+            " WHERE row.id = given.id AND row.state = %s AND row.lease_expires_at = %s"
+        )
+        params: list[Any] = [_State.SENT, self.clock()]
+        for row in given:
+            params.extend(row)
+        params += [_State.SENDING, self.token]
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(sql, params)
+            written = int(cursor.rowcount)
+        self.report.lost += len(given) - written
+        return written
 
     def failed(self, rows: list[FynoOutbox], message: str) -> None:
         message = message[:MAX_ERROR_LENGTH]

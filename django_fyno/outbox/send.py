@@ -3,12 +3,20 @@
 Events of the same name go out through ``/event/bulk`` (each reply item is
 mapped back to its row by ``seq``); property operations of many users through
 ``/profiles/properties/batch``. A single row uses its own endpoint.
+
+With ``OUTBOX_CONCURRENCY`` above 1, a :class:`Sender` keeps that many
+requests in flight at once, on threads that only make HTTP requests (the
+database is written by the drainer's own thread, so no transaction and no
+connection is shared with them); :func:`next_wave` picks which requests may
+go out together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 from django_fyno.client import FynoClient
@@ -17,7 +25,7 @@ from django_fyno.client.exceptions import FynoError
 from django_fyno.exceptions import MAX_ERROR_LENGTH, error_text
 from django_fyno.models import FynoOutbox
 
-__all__ = ["PROPERTY_OPERATIONS", "Reply", "problem", "send", "units"]
+__all__ = ["PROPERTY_OPERATIONS", "Reply", "Sender", "next_wave", "problem", "send", "units"]
 
 # Property operation -> the client method that sends it alone.
 PROPERTY_OPERATIONS: dict[str, str] = {
@@ -153,3 +161,82 @@ def send(client: FynoClient, unit: list[FynoOutbox]) -> Reply:
         else:
             reply.refused[row.pk] = refusal[:MAX_ERROR_LENGTH]
     return reply
+
+
+def next_wave(queue: list[list[FynoOutbox]], width: int) -> list[list[FynoOutbox]]:
+    """The first units of ``queue`` that may be in flight together, at most ``width``.
+
+    Fyno does not promise to apply concurrent requests in order, so a wave
+    stops before a property unit for a user already in it: one user's
+    operations still go out one after the other. Events promise no order.
+    """
+    wave: list[list[FynoOutbox]] = []
+    users: set[str] = set()
+    for unit in queue[:width]:
+        if unit[0].kind == _PROPERTY:
+            distinct_ids = {row.distinct_id for row in unit}
+            if wave and not users.isdisjoint(distinct_ids):
+                break
+            users |= distinct_ids
+        wave.append(unit)
+    return wave
+
+
+Outcome = Reply | FynoError
+Send = Callable[[FynoClient, list[FynoOutbox]], Reply]
+
+
+class Sender:
+    """Sends the units of a wave, at most ``width`` at once; a context manager.
+
+    Width 1 sends in the calling thread, one request after the other. Above
+    1, the requests go out from a pool of ``width`` threads, while the
+    calling thread may do ``meanwhile`` (claim the next batch), and waits for
+    every answer before returning: nothing is left in flight.
+    """
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self._pool = ThreadPoolExecutor(width, "fyno-outbox-send") if width > 1 else None
+
+    def __enter__(self) -> Sender:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def send_all(
+        self,
+        send_one: Send,
+        client: FynoClient,
+        wave: list[list[FynoOutbox]],
+        meanwhile: Callable[[], None] | None = None,
+    ) -> list[Outcome]:
+        """Each unit's reply or FynoError, in order (other exceptions propagate)."""
+        if self._pool is None or (len(wave) == 1 and meanwhile is None):
+            outcomes = [_attempt(send_one, client, unit) for unit in wave]
+            if meanwhile is not None:
+                meanwhile()
+            return outcomes
+        futures: list[Future[Outcome]] = [
+            self._pool.submit(_attempt, send_one, client, unit) for unit in wave
+        ]
+        try:
+            if meanwhile is not None:
+                meanwhile()
+        finally:
+            wait(futures)  # every answer, even if ``meanwhile`` failed
+        return [future.result() for future in futures]
+
+
+def _attempt(send_one: Send, client: FynoClient, unit: list[FynoOutbox]) -> Outcome:
+    try:
+        return send_one(client, unit)
+    except FynoError as error:
+        return error
