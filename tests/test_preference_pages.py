@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -24,7 +23,7 @@ from django_fyno.clients import default_workspace, get_client
 from django_fyno.models import FynoProfile
 from django_fyno.receivers import skip_sync
 from tests.conftest import here, make_user, wait_until
-from tests.preference_topics import EVERY, IN, OUT, SECTIONS
+from tests.preference_topics import EVERY, IN, OUT, SECTIONS, Form
 
 pytestmark = pytest.mark.django_db
 
@@ -109,53 +108,6 @@ def stored(fyno: Any, distinct_id: str = "ada-1") -> dict[str, Any]:
 def someone_else_opts_out(fyno: Any, subscription_id: str, channel: str, who: str) -> None:
     get_client().set_preferences(who, {subscription_id: {channel: OUT}})
     fyno.emulator.clear_request_log()
-
-
-class Form(HTMLParser):
-    """The inputs of one <form id=...> of a page, as a browser would submit them."""
-
-    def __init__(self, html: str, form_id: str = "fyno-pref-form") -> None:
-        super().__init__()
-        self.form_id = form_id
-        self.inside = False
-        self.found = False
-        self.action: str | None = None
-        self.fields: list[tuple[str, str]] = []
-        self.checkboxes: dict[str, dict[str, str | None]] = {}
-        self.feed(html)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attr = dict(attrs)
-        if tag == "form":
-            self.inside = attr.get("id") == self.form_id
-            if self.inside:
-                self.found = True
-                self.action = attr.get("action")
-        if not self.inside or tag != "input":
-            return
-        name, value = attr.get("name"), attr.get("value") or ""
-        if attr.get("type") == "checkbox":
-            self.checkboxes[attr.get("id") or ""] = attr
-        if name is None or "disabled" in attr:
-            return
-        if attr.get("type") == "checkbox" and "checked" not in attr:
-            return
-        self.fields.append((name, value))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "form":
-            self.inside = False
-
-    def data(self, *, untick: tuple[str, ...] = (), tick: tuple[str, ...] = ()) -> dict[str, Any]:
-        """The submitted data, with the named checkboxes unticked or ticked first."""
-        fields = [
-            (name, value) for name, value in self.fields if not (name in untick and value != OUT)
-        ]
-        fields += [(name, IN if name != "fyno:all" else OUT) for name in tick]
-        data: dict[str, Any] = {}
-        for name, value in fields:
-            data.setdefault(name, []).append(value)
-        return data
 
 
 def page_form(client: Client, url: str = PAGE) -> Form:
