@@ -11,6 +11,12 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+# Why the hot tables declare their indexes in Meta: for a CharField with
+# ``db_index=True`` or ``unique=True`` PostgreSQL's schema editor adds a second,
+# ``varchar_pattern_ops`` index (for LIKE 'prefix%'), which nothing here queries.
+# Every write of a row then updates it too: a dirty mark, a claim, an outcome.
+# ``Meta.indexes`` and ``Meta.constraints`` create only the index asked for.
+
 
 class WorkspaceFields(models.Model):
     """The Fyno workspace a row belongs to, fixed when the row is written.
@@ -19,7 +25,8 @@ class WorkspaceFields(models.Model):
     ``CLIENT_RESOLVER`` (or the settings) give for it; never the API key here.
     """
 
-    wsid = models.CharField(_("workspace"), max_length=64, blank=True, db_index=True)
+    # Indexed by each model's Meta (``Index``, not ``db_index``: see above).
+    wsid = models.CharField(_("workspace"), max_length=64, blank=True)
     version = models.CharField(_("version"), max_length=8, blank=True)
     endpoint = models.CharField(_("endpoint"), max_length=255, blank=True)
 
@@ -52,11 +59,11 @@ class FynoProfile(WorkspaceFields):
     )
     # The id Fyno knows this profile by; NULL until the first successful sync
     # (so the request-path upsert never has to compute it, and NULLs never clash).
-    distinct_id = models.CharField(
-        _("distinct id"), max_length=255, unique=True, null=True, blank=True
+    distinct_id = models.CharField(  # noqa: DJ001 - unique (Meta.constraints) where set
+        _("distinct id"), max_length=255, null=True, blank=True
     )
     state = models.CharField(
-        _("state"), max_length=16, choices=State.choices, default=State.PENDING, db_index=True
+        _("state"), max_length=16, choices=State.choices, default=State.PENDING
     )
     # sha256 of the last payload Fyno accepted: an unchanged payload sends nothing.
     payload_hash = models.CharField(_("payload hash"), max_length=64, blank=True)
@@ -75,6 +82,13 @@ class FynoProfile(WorkspaceFields):
     class Meta:
         verbose_name = _("Fyno profile")
         verbose_name_plural = _("Fyno profiles")
+        constraints = (
+            models.UniqueConstraint(fields=["distinct_id"], name="fyno_profile_distinct_id"),
+        )
+        indexes = (
+            models.Index(fields=["state"], name="fyno_profile_state"),
+            models.Index(fields=["wsid"], name="fyno_profile_wsid"),
+        )
         # django-fyno's own permissions (django_fyno.<codename>), checked by the admin.
         permissions = (
             ("sync_profiles", _("Can sync, compare and delete profiles in Fyno")),
@@ -122,7 +136,7 @@ class FynoOutbox(WorkspaceFields):
     # The event name (kind "event") or the operation, e.g. "$add" (kind "property").
     event = models.CharField(_("event or operation"), max_length=255)
     # Recipient profile; empty when the message goes to explicit destinations only.
-    distinct_id = models.CharField(_("distinct id"), max_length=255, blank=True, db_index=True)
+    distinct_id = models.CharField(_("distinct id"), max_length=255, blank=True)
     # Explicit destinations ({"email": ..., "sms": ...}); merged over the profile's.
     to = models.JSONField(_("destinations"), default=dict, blank=True)
     # Event data, or the property operation's values.
@@ -135,8 +149,8 @@ class FynoOutbox(WorkspaceFields):
         _("dedupe key"), max_length=255, null=True, blank=True
     )
     # The key's scope, hashed (see dedupe_hash_for()): what the database keeps unique.
-    dedupe_hash = models.CharField(
-        _("dedupe hash"), max_length=64, null=True, blank=True, unique=True, editable=False
+    dedupe_hash = models.CharField(  # noqa: DJ001 - unique (Meta.constraints) where set
+        _("dedupe hash"), max_length=64, null=True, blank=True, editable=False
     )
     state = models.CharField(
         _("state"), max_length=16, choices=State.choices, default=State.PENDING
@@ -145,7 +159,7 @@ class FynoOutbox(WorkspaceFields):
     next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now)
     # A drainer owns a "sending" row until then; after it, the sweeper takes it back.
     lease_expires_at = models.DateTimeField(_("lease expires at"), null=True, blank=True)
-    request_id = models.CharField(_("Fyno request id"), max_length=64, blank=True, db_index=True)
+    request_id = models.CharField(_("Fyno request id"), max_length=64, blank=True)
     # Fyno's per-channel answer to the send ({channel: {destination, msg_id, status}}).
     result = models.JSONField(_("result"), default=dict, blank=True)
     # Per-channel delivery status from delivery reports ({channel: status}).
@@ -159,7 +173,13 @@ class FynoOutbox(WorkspaceFields):
         verbose_name = _("Fyno outbox message")
         verbose_name_plural = _("Fyno outbox")
         permissions = (("manage_outbox", _("Can retry and cancel Fyno outbox messages")),)
+        constraints = (
+            models.UniqueConstraint(fields=["dedupe_hash"], name="fyno_outbox_dedupe_hash"),
+        )
         indexes = (
+            models.Index(fields=["distinct_id"], name="fyno_outbox_distinct_id"),
+            models.Index(fields=["request_id"], name="fyno_outbox_request_id"),
+            models.Index(fields=["wsid"], name="fyno_outbox_wsid"),
             # The drain query: pending rows due now, oldest first.
             models.Index(
                 fields=["state", "wsid", "next_attempt_at", "id"], name="fyno_outbox_drain"
@@ -247,6 +267,7 @@ class FynoSuppression(WorkspaceFields):
         verbose_name = _("Fyno suppression")
         verbose_name_plural = _("Fyno suppressions")
         permissions = (("manage_suppressions", _("Can add and remove Fyno suppressions")),)
+        indexes = (models.Index(fields=["wsid"], name="fyno_suppression_wsid"),)
 
     def __str__(self) -> str:
         return f"{self.channel}: {self.destination or self.distinct_id}"
