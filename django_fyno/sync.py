@@ -170,6 +170,25 @@ def _upsert_for(using: str) -> tuple[str, list[Any], list[tuple[int, Any]]] | No
     return found
 
 
+# In autocommit the mark is a transaction of its own, right after the caller's
+# UPDATE committed: waiting for its WAL flush too would double a save's cost.
+# That one transaction commits asynchronously ("Durability" in docs/sync.md).
+_ASYNCHRONOUS_COMMIT = "SET LOCAL synchronous_commit TO OFF; "
+
+
+def _commits_asynchronously(connection: Any) -> bool:
+    """Whether the mark, outside atomic(), can go as one asynchronously committed
+    query: PostgreSQL, with client-side parameter binding (Django's default for
+    psycopg 3, and psycopg 2's only way), which lets one execute() carry two
+    statements, run as one implicit transaction."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return False
+    if not connection.get_autocommit():  # a transaction the caller manages by hand
+        return False
+    options = connection.settings_dict.get("OPTIONS") or {}
+    return not options.get("server_side_binding")
+
+
 def mark_dirty(users: Iterable[Any], using: str = "default") -> None:
     """Flag the users' mirror rows as needing a sync: one INSERT … ON CONFLICT UPDATE.
 
@@ -195,6 +214,8 @@ def mark_dirty(users: Iterable[Any], using: str = "default") -> None:
         params = list(defaults)
         for (index, field), value in zip(slots, values, strict=True):
             params[index] = field.get_db_prep_save(value, connection)
+        if _commits_asynchronously(connection):
+            sql = _ASYNCHRONOUS_COMMIT + sql
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
         return
