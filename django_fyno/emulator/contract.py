@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -191,14 +192,23 @@ class Checker:
     """
 
     def __init__(self, schema: dict[str, Any]) -> None:
+        self.schema = schema
         self.reference = OAS30Validator(schema)
+        self._compiled: Callable[[Any], Any] | None = None
+
+    def _fast(self) -> Callable[[Any], Any]:
+        # Compiled on first use: most of the contract's reply schemas never are.
         # use_default=False: never fill defaults into the document being checked.
-        self._conforms = fastjsonschema.compile(schema, use_formats=False, use_default=False)
+        if self._compiled is None:
+            self._compiled = fastjsonschema.compile(
+                self.schema, use_formats=False, use_default=False
+            )
+        return self._compiled
 
     def conforms(self, instance: Any) -> bool:
         """The fast answer (the reference decides whenever this says no)."""
         try:
-            self._conforms(instance)
+            self._fast()(instance)
         except Exception:  # a refusal, or input it cannot handle: ask the reference
             return False
         return True
