@@ -17,15 +17,23 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
-from django.db import connection, connections
+from django.db import connection
 
 from django_fyno import outbox
 from django_fyno.models import FynoOutbox
 from django_fyno.outbox import delivery
 from django_fyno.outbox.send import Reply, next_wave
 from django_fyno.testing import FynoEmulatorHandle
-from tests.conftest import here, require_service
-from tests.test_outbox_delivery import BASE_FYNO, make_events, requests_of, sends_per_row, states
+from tests.conftest import here
+from tests.test_outbox_delivery import (
+    BASE_FYNO,
+    drain_side_by_side,
+    make_events,
+    requests_of,
+    require_shared_database,
+    sends_per_row,
+    states,
+)
 
 State = FynoOutbox.State
 
@@ -283,11 +291,7 @@ def test_a_refused_request_in_a_wave_fails_only_its_own_row(
 def test_two_drainers_with_requests_in_flight_send_each_row_exactly_once(
     fyno_live_emulator: FynoEmulatorHandle, settings: Any
 ) -> None:
-    require_service(
-        "PostgreSQL",
-        connection.vendor == "postgresql",
-        f"drainers in threads need a database shared across connections; {connection.vendor}",
-    )
+    require_shared_database()
     configure(
         settings,
         ENDPOINT=fyno_live_emulator.endpoint,
@@ -296,26 +300,9 @@ def test_two_drainers_with_requests_in_flight_send_each_row_exactly_once(
     )
     rows = make_events(600)
     fyno_live_emulator.emulator.set_fault("send_bulk", latency=0.005)
-    errors: list[BaseException] = []
-    reports: list[outbox.DrainReport] = []
-    start = threading.Barrier(2)
 
-    def drainer() -> None:
-        try:
-            start.wait()
-            reports.append(outbox.drain())
-        except BaseException as error:  # surfaced below
-            errors.append(error)
-        finally:
-            connections.close_all()  # this thread's own connection
+    reports = drain_side_by_side(2)
 
-    threads = [threading.Thread(target=drainer) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-
-    assert errors == []
     assert sum(report.sent for report in reports) == 600
     assert all(report.sent for report in reports)  # both took a share
     assert states() == {State.SENT: 600}

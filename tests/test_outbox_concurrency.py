@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection, connections
 
 from django_fyno import outbox
 from django_fyno.clients import default_workspace
@@ -17,12 +15,14 @@ from django_fyno.outbox import delivery
 from django_fyno.outbox.claim import claim
 from django_fyno.outbox.record import Writer
 from django_fyno.testing import FynoEmulatorHandle
-from tests.conftest import here, require_service
+from tests.conftest import here
 from tests.test_outbox_delivery import (
     BASE_FYNO,
     Clock,
+    drain_side_by_side,
     make_events,
     requests_of,
+    require_shared_database,
     sends_per_row,
     states,
 )
@@ -34,35 +34,14 @@ State = FynoOutbox.State
 def test_two_concurrent_drainers_send_each_of_1000_rows_exactly_once(
     fyno_live_emulator: FynoEmulatorHandle, settings: Any
 ) -> None:
-    require_service(
-        "PostgreSQL",
-        connection.vendor == "postgresql",
-        f"drainers in threads need a database shared across connections; {connection.vendor}",
-    )
+    require_shared_database()
     settings.FYNO = {**BASE_FYNO, "ENDPOINT": fyno_live_emulator.endpoint, "OUTBOX_BULK_SIZE": 50}
     rows = make_events(1000)
     # A little latency, so the two drainers' claims really interleave.
     fyno_live_emulator.emulator.set_fault("send_bulk", latency=0.005)
-    reports: list[outbox.DrainReport] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
 
-    def drainer() -> None:
-        try:
-            start.wait()
-            reports.append(outbox.drain())
-        except BaseException as error:  # surfaced below
-            errors.append(error)
-        finally:
-            connections.close_all()  # this thread's own connection
+    reports = drain_side_by_side(2)
 
-    threads = [threading.Thread(target=drainer) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-
-    assert errors == []
     assert states() == {State.SENT: 1000}
     assert sends_per_row(fyno_live_emulator) == {str(row.pk): 1 for row in rows}
     assert requests_of(fyno_live_emulator, "send_bulk") == 20

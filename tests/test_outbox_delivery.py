@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from django_fyno import dispatch, outbox
@@ -20,7 +21,7 @@ from django_fyno.clients import default_workspace
 from django_fyno.models import FynoOutbox
 from django_fyno.pause import Gate, SharedPause
 from django_fyno.testing import FynoEmulatorHandle
-from tests.conftest import here
+from tests.conftest import here, require_service
 
 State = FynoOutbox.State
 BASE_FYNO: dict[str, Any] = {
@@ -79,6 +80,43 @@ def requests_of(handle: FynoEmulatorHandle, operation: str) -> int:
 
 def states() -> Counter[str]:
     return Counter(FynoOutbox.objects.values_list("state", flat=True))
+
+
+def require_shared_database() -> None:
+    """Drainers in threads need a database every connection sees: PostgreSQL."""
+    require_service(
+        "PostgreSQL",
+        connection.vendor == "postgresql",
+        f"drainers in threads need a database shared across connections; {connection.vendor}",
+    )
+
+
+def drain_side_by_side(count: int = 2) -> list[outbox.DrainReport]:
+    """``count`` drains started together, each in its own thread; their reports.
+
+    An exception in any drainer fails the caller's test.
+    """
+    reports: list[outbox.DrainReport] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(count)
+
+    def drainer() -> None:
+        try:
+            start.wait()
+            reports.append(outbox.drain())
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    threads = [threading.Thread(target=drainer) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert len(reports) == count
+    return reports
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
-from django.db import connection, connections
+from django.db import connections
 
 from django_fyno import outbox
 from django_fyno.models import FynoOutbox
@@ -25,13 +25,14 @@ from django_fyno.outbox import delivery
 from django_fyno.outbox.record import Writer
 from django_fyno.outbox.send import Reply
 from django_fyno.testing import FynoEmulatorHandle
-from tests.conftest import here, require_service
+from tests.conftest import here
 from tests.test_outbox_delivery import (
     BASE_FYNO,
     Clock,
     drain_until_settled,
     make_events,
     requests_of,
+    require_shared_database,
     sends_per_row,
     states,
 )
@@ -169,11 +170,7 @@ def test_a_drainer_never_sends_rows_taken_back_while_it_stalled(
 def test_slow_requests_under_a_short_lease_deliver_each_row_exactly_once(
     fyno_live_emulator: FynoEmulatorHandle, settings: Any, policy: str
 ) -> None:
-    require_service(
-        "PostgreSQL",
-        connection.vendor == "postgresql",
-        f"drainers in threads need a database shared across connections; {connection.vendor}",
-    )
+    require_shared_database()
     configure(
         settings,
         ENDPOINT=fyno_live_emulator.endpoint,
