@@ -108,7 +108,7 @@ def test_a_drainer_killed_after_fyno_accepted_causes_one_duplicate_per_row_under
         raise Killed  # Fyno has the batch; the worker dies before writing it down
 
     with monkeypatch.context() as patched:
-        patched.setattr(Writer, "sent", die)
+        patched.setattr(Writer, "sent_all", die)
         with pytest.raises(Killed):
             outbox.drain(clock=clock)
     assert states() == {State.SENDING: 30}

@@ -145,17 +145,17 @@ def test_a_drainer_never_sends_rows_taken_back_while_it_stalled(
     make_adds(10)
     clock = Clock()
     stalled: list[bool] = []
-    real_sent = Writer.sent
+    real_sent_all = Writer.sent_all
 
-    def sent_then_stall(self: Writer, reply: Reply, rows: list[FynoOutbox]) -> None:
-        real_sent(self, reply, rows)
+    def sent_then_stall(self: Writer, accepted: list[tuple[Reply, list[FynoOutbox]]]) -> None:
+        real_sent_all(self, accepted)
         if not stalled:
             stalled.append(True)
             clock.advance(301)
             assert outbox.sweep_outbox(clock=clock, schedule=False).reclaimed == 9
             assert outbox.drain(clock=clock).sent == 9
 
-    monkeypatch.setattr(Writer, "sent", sent_then_stall)
+    monkeypatch.setattr(Writer, "sent_all", sent_then_stall)
     first = outbox.drain(clock=clock)
 
     assert first.sent == 1
@@ -274,7 +274,7 @@ def test_an_expired_lease_counts_towards_outbox_max_sends(
         raise Killed
 
     with monkeypatch.context() as patched:
-        patched.setattr(Writer, "sent", die)
+        patched.setattr(Writer, "sent_all", die)
         with pytest.raises(Killed):
             outbox.drain(clock=clock)
     clock.advance(301)

@@ -128,9 +128,7 @@ def _deliver(
             else:
                 pause.succeeded()
                 accepted.append((outcome, unit))
-        if len(accepted) == 1:
-            writer.sent(*accepted[0])
-        elif accepted:
+        if accepted:
             writer.sent_all(accepted)
         # Failures after successes: a wave's failure is the pause's last word.
         stopped_by = None

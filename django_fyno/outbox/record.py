@@ -128,13 +128,9 @@ class Writer:
         self.report.lost += len(pks) - written
         return written
 
-    def sent(self, reply: Reply, rows: list[FynoOutbox]) -> None:
-        """Fyno accepted one request for ``rows``: each row ``sent``, or ``failed``
-        where the reply refused its item."""
-        self.sent_all([(reply, rows)])
-
     def sent_all(self, accepted: list[tuple[Reply, list[FynoOutbox]]]) -> None:
-        """What :meth:`sent` writes, for the accepted requests of one wave at once.
+        """Fyno accepted these requests (one wave's), each for its rows: each row
+        ``sent``, or ``failed`` where the reply refused its item.
 
         On PostgreSQL one ``UPDATE … FROM (VALUES …)`` writes every row sent,
         each with its own result and request id; elsewhere one ``UPDATE`` with
