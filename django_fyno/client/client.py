@@ -31,6 +31,7 @@ from .transport import (
     NOT_IDEMPOTENT,
     build_session,
     parse_retry_after,
+    prepare_call,
     proxies_for,
     send_with_retries,
     underlying_error,
@@ -215,10 +216,8 @@ class FynoClient:
         spec = OPERATIONS[name]
         values = {"WSID": self.config.wsid, "version": self.config.version, **(path_params or {})}
         path = spec.template.format(**{key: quote(value, safe="") for key, value in values.items()})
-        prepared = self._session.prepare_request(
-            requests.Request(
-                spec.method, self.config.endpoint + path, params=params or None, json=body
-            )
+        prepared = prepare_call(
+            self._session, spec.method, self.config.endpoint + path, params=params, body=body
         )
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -261,12 +260,7 @@ class FynoClient:
         """Send with the operation's retry rules; a failure without an answer raises ours."""
         try:
             return send_with_retries(
-                lambda: self._session.send(
-                    prepared,
-                    proxies=self._proxies,
-                    timeout=(self.config.connect_timeout, self.config.read_timeout),
-                    allow_redirects=False,
-                ),
+                lambda: self._send_once(prepared),
                 rules=IDEMPOTENT if spec.idempotent else NOT_IDEMPOTENT,
                 policy=self.config.retry,
                 label=f"{spec.method} {spec.template}",
@@ -284,6 +278,26 @@ class FynoClient:
         # Raised outside the except clause, so requests' error is neither the cause
         # nor the context of ours: see _frameless_cause.
         raise error from cause
+
+    def _send_once(self, prepared: requests.PreparedRequest) -> requests.Response:
+        """One attempt, through the session's adapter, the answer read in full.
+
+        Not ``Session.send``: it would keep cookies Fyno does not use, run
+        hooks the client has none of, and look for redirects it does not
+        follow, on every call. The adapter is looked up per call, so a test
+        that mounts or patches one is obeyed.
+        """
+        session = self._session
+        response = session.get_adapter(prepared.url or "").send(
+            prepared,
+            stream=False,
+            timeout=(self.config.connect_timeout, self.config.read_timeout),
+            verify=True if session.verify is None else session.verify,
+            cert=session.cert,
+            proxies=self._proxies,
+        )
+        response.content  # noqa: B018 - read now: the connection goes back to the pool
+        return response
 
     # -- events ------------------------------------------------------------------
 

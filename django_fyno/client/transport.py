@@ -12,12 +12,17 @@ from __future__ import annotations
 import email.utils
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, cast
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
+from requests.compat import json as complexjson  # type: ignore[attr-defined]
+from requests.exceptions import InvalidJSONError
+from requests.hooks import default_hooks
+from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ProxyError
 from urllib3.util.retry import Retry
 
@@ -33,6 +38,7 @@ __all__ = [
     "build_session",
     "never_sent",
     "parse_retry_after",
+    "prepare_call",
     "proxies_for",
     "send_with_retries",
     "underlying_error",
@@ -191,6 +197,47 @@ def build_session(api_key: str, *, pool_size: int, headers: dict[str, str]) -> r
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+def prepare_call(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    body: Any = None,
+) -> requests.PreparedRequest:
+    """The request ``session.prepare_request(Request(method, url, params=params, json=body))``
+    makes, for a session built by :func:`build_session`, made directly.
+
+    ``prepare_request`` merges the session's headers, cookies, hooks and auth
+    into every request, about a third of a call's CPU; here the session's
+    headers are copied and its auth applied, and the rest is left out: the
+    client keeps no cookies (it sends through the adapter, not
+    ``Session.send``) and has no hooks. Same URL, headers (in the same order)
+    and body, to the byte (tests/client/test_prepare.py).
+    """
+    prepared = requests.PreparedRequest()
+    prepared.method = method.upper()
+    prepared.prepare_url(url, params)
+    headers = cast("CaseInsensitiveDict[str]", CaseInsensitiveDict(session.headers))
+    if body is None:
+        prepared.body = None
+        if prepared.method not in ("GET", "HEAD"):
+            headers["Content-Length"] = "0"
+    else:
+        try:
+            # requests' own JSON module (simplejson, where installed), as it encodes.
+            encoded = complexjson.dumps(body, allow_nan=False)
+        except ValueError as error:  # NaN or infinity: not JSON
+            raise InvalidJSONError(error, request=prepared) from error
+        prepared.body = encoded.encode("utf-8") if isinstance(encoded, str) else encoded
+        headers["Content-Length"] = str(len(prepared.body))
+        headers["Content-Type"] = "application/json"
+    prepared.headers = headers
+    prepared.hooks = default_hooks()
+    auth = session.auth
+    return auth(prepared) if callable(auth) else prepared
 
 
 def proxies_for(session: requests.Session, url: str) -> dict[str, str]:
