@@ -280,24 +280,14 @@ class FynoClient:
         raise error from cause
 
     def _send_once(self, prepared: requests.PreparedRequest) -> requests.Response:
-        """One attempt, through the session's adapter, the answer read in full.
-
-        Not ``Session.send``: it would keep cookies Fyno does not use, run
-        hooks the client has none of, and look for redirects it does not
-        follow, on every call. The adapter is looked up per call, so a test
-        that mounts or patches one is obeyed.
-        """
-        session = self._session
-        response = session.get_adapter(prepared.url or "").send(
+        """One attempt, through ``Session.send``: what mocking libraries (responses,
+        requests-mock) patch, so a test that mocks requests sees every call."""
+        return self._session.send(
             prepared,
-            stream=False,
-            timeout=(self.config.connect_timeout, self.config.read_timeout),
-            verify=True if session.verify is None else session.verify,
-            cert=session.cert,
             proxies=self._proxies,
+            timeout=(self.config.connect_timeout, self.config.read_timeout),
+            allow_redirects=False,
         )
-        response.content  # noqa: B018 - read now: the connection goes back to the pool
-        return response
 
     # -- events ------------------------------------------------------------------
 

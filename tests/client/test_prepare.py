@@ -8,9 +8,11 @@ from urllib.parse import quote
 
 import pytest
 import requests
+import responses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from django_fyno.client import FynoClient
 from django_fyno.client.transport import build_session, prepare_call
 
 SESSION = build_session(
@@ -49,7 +51,9 @@ def _same(ours: requests.PreparedRequest, theirs: requests.PreparedRequest) -> N
 @given(
     method=METHODS,
     endpoint=ENDPOINTS,
-    segments=st.lists(TEXT, min_size=1, max_size=3),
+    segments=st.lists(
+        st.text(st.characters(exclude_categories=("Cs",)), max_size=12), min_size=1, max_size=3
+    ),
     params=st.none() | st.dictionaries(TEXT, TEXT, max_size=3),
     body=st.none() | JSON,
 )
@@ -92,3 +96,41 @@ def test_nan_is_refused_as_requests_refuses_it(bad: Any) -> None:
         _reference("POST", url, None, bad)
     with pytest.raises(requests.exceptions.InvalidJSONError):
         prepare_call(SESSION, "POST", url, body=bad)
+
+
+def test_calls_go_through_session_send_where_mocking_libraries_hook(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # requests-mock replaces Session.send (responses patches the adapter): both must see calls.
+    seen: list[str] = []
+
+    def fake_send(session: requests.Session, request: Any, **kwargs: Any) -> requests.Response:
+        seen.append(f"{request.method} {request.url}")
+        response = requests.Response()
+        response.status_code, response._content = 200, b'{"_message": "ok"}'
+        response.request = request
+        return response
+
+    monkeypatch.setattr(requests.Session, "send", fake_send)
+    client = FynoClient(wsid="FY1", api_key="k", endpoint="https://api.fyno.example/v1")
+    client.delete_profiles(["u1"])
+    assert seen == ["POST https://api.fyno.example/v1/FY1/live/profiles/delete"]
+
+
+def test_cookies_a_load_balancer_sets_are_sent_back() -> None:
+    client = FynoClient(wsid="FY1", api_key="k", endpoint="https://api.fyno.example/v1")
+    url = "https://api.fyno.example/v1/FY1/live/profiles/delete"
+    with responses.RequestsMock() as mock:
+        mock.add(
+            responses.POST,
+            url,
+            json={"_message": "ok"},
+            headers={"Set-Cookie": "AWSALB=sticky; Path=/"},
+        )
+        mock.add(responses.POST, url, json={"_message": "ok"})
+        client.delete_profiles(["u1"])
+        client.delete_profiles(["u1"])
+        first, second = (call.request for call in mock.calls)
+    assert "Cookie" not in first.headers
+    assert second.headers["Cookie"] == "AWSALB=sticky"
+    assert second.headers["Authorization"] == "Bearer k"
