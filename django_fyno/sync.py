@@ -138,10 +138,12 @@ _upserts: dict[str, tuple[str, list[Any], list[tuple[int, Any]]] | None] = {}
 
 def _upsert_for(using: str) -> tuple[str, list[Any], list[tuple[int, Any]]] | None:
     """mark_dirty()'s single-row ``INSERT … ON CONFLICT (user_id) DO UPDATE``, written once
-    per database alias: (sql, parameters with the defaults, [(index, field)] to fill).
+    per database alias: (sql, its parameters, [(index, field)] to fill them).
 
     ``bulk_create()`` builds and compiles the same statement on every call, about a
-    quarter of a save's own cost; None where the database lacks that syntax.
+    quarter of a save's own cost. Only the ``_MARKED`` columns are parameters; the
+    others hold their model defaults as SQL literals, quoted by the backend once:
+    each parameter is dumped on every save. None where the database lacks that syntax.
     """
     if using in _upserts:
         return _upserts[using]
@@ -152,20 +154,29 @@ def _upsert_for(using: str) -> tuple[str, list[Any], list[tuple[int, Any]]] | No
         fields = [field for field in opts.concrete_fields if field is not opts.pk]
         quote = connection.ops.quote_name
         column = {field.name: quote(str(field.column)) for field in fields}
-        placeholders = ", ".join(["%s"] * len(fields))
+        defaults = FynoProfile(user_id=0)
+        editor = connection.schema_editor()
+        values: list[str] = []
+        slots: dict[str, tuple[int, Any]] = {}
+        for field in fields:
+            if field.name in _MARKED:
+                slots[field.name] = (len(slots), field)
+                values.append("%s")
+                continue
+            value = field.get_db_prep_save(field.value_from_object(defaults), connection)
+            literal = "NULL" if value is None else str(editor.quote_value(value))
+            if connection.vendor != "postgresql":  # PostgreSQL's quote_value doubles % itself
+                literal = literal.replace("%", "%%")
+            values.append(literal)
         updates = ", ".join(f"{column[name]} = EXCLUDED.{column[name]}" for name in _REMARKED)
-        # Names from the model's own metadata, quoted by the backend: no outside input.
+        # Names from the model's metadata and literals of its defaults, quoted by the
+        # backend: no outside input.
         sql = (
             f"INSERT INTO {quote(opts.db_table)} ({', '.join(column.values())}) "  # noqa: S608
-            f"VALUES ({placeholders}) ON CONFLICT ({column['user']}) DO UPDATE SET {updates}"
+            f"VALUES ({', '.join(values)}) ON CONFLICT ({column['user']}) "
+            f"DO UPDATE SET {updates}"
         )
-        defaults = FynoProfile(user_id=0)
-        params = [
-            field.get_db_prep_save(field.value_from_object(defaults), connection)
-            for field in fields
-        ]
-        slots = {field.name: (index, field) for index, field in enumerate(fields)}
-        found = (sql, params, [slots[name] for name in _MARKED])
+        found = (sql, [None] * len(slots), [slots[name] for name in _MARKED])
     _upserts[using] = found
     return found
 

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import override_settings
 
 from django_fyno import sync
@@ -487,3 +488,28 @@ def test_missing_user_and_disabled_sync_send_nothing(fyno_emulator: Any) -> None
     with override_settings(FYNO=fyno(ENABLED=False)):
         assert sync.sync_profile(user.pk) is SyncOutcome.SKIPPED
     assert operations(fyno_emulator) == []
+
+
+def test_the_dirty_mark_sends_only_what_varies_and_writes_every_default() -> None:
+    user = make_user(email="ada@example.com")
+    sent: list[tuple[str, Any]] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        sent.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        sync.mark_dirty([user])
+    ((sql, params),) = sent
+    assert "INSERT" in sql
+    # The user, three times "now", and the workspace: the defaults are literals.
+    assert len(params) == 7
+    assert user.pk in params
+    row = FynoProfile.objects.get(user=user)
+    fresh = FynoProfile()
+    for name in ("distinct_id", "state", "payload_hash", "channels", "payload", "synced_at"):
+        assert getattr(row, name) == getattr(fresh, name), name
+    assert (row.attempts, row.last_error) == (0, "")
+    assert row.dirty_since is not None
+    assert row.created_at == row.updated_at == row.dirty_since
+    assert (row.wsid, row.version) == (settings.FYNO["WSID"], settings.FYNO.get("VERSION", "live"))
