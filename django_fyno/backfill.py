@@ -11,6 +11,7 @@ database, sets the pace (benchmarks/backfill.py).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sqlite3
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connections, router, transaction
-from django.db.models import F, Field, Value
+from django.db.models import F, Field, JSONField, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -333,6 +334,74 @@ def _apply(row: FynoProfile, fields: dict[str, Any]) -> None:
             setattr(row, name, value)
 
 
+def _insert_all(rows: list[FynoProfile]) -> None:
+    """INSERT ``rows`` in one statement and give each its pk, as ``bulk_create()`` does.
+
+    On PostgreSQL the rows travel as one JSON document that ``json_to_recordset``
+    reads: ``bulk_create()`` sends an array per column, which psycopg builds and
+    quotes in Python, about half the CPU of recording a chunk. Each value is
+    what ``bulk_create()`` would send: the field's ``get_db_prep_save()``, and a
+    JSON field's own encoder. Elsewhere, ``bulk_create()``.
+    """
+    alias = router.db_for_write(FynoProfile)
+    connection = connections[alias]
+    if connection.vendor != "postgresql" or len(rows) < 2:
+        FynoProfile.objects.using(alias).bulk_create(rows)
+        return
+    opts = FynoProfile._meta
+    fields = [field for field in opts.concrete_fields if field is not opts.pk]
+    stamped = [
+        field
+        for field in fields
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
+    ]
+    user_column = next(str(field.column) for field in fields if field.name == "user")
+    quote = connection.ops.quote_name
+    columns, selected, declared = [], [], []
+    for field in fields:
+        column = quote(str(field.column))
+        columns.append(column)
+        if isinstance(field, JSONField):  # sent as its encoder's text, read back as jsonb
+            selected.append(f"{column}::jsonb")
+            declared.append(f"{column} text")
+        else:
+            selected.append(column)
+            declared.append(f"{column} {field.db_type(connection)}")
+    documents = []
+    for row in rows:
+        for field in stamped:
+            field.pre_save(row, add=True)  # auto_now(_add), as bulk_create() does
+        document: dict[str, Any] = {}
+        for field in fields:
+            value = getattr(row, field.attname)
+            if value is not None:
+                if isinstance(field, JSONField):
+                    value = json.dumps(value, cls=field.encoder)
+                else:
+                    value = field.get_db_prep_save(value, connection)
+            document[str(field.column)] = value
+        documents.append(document)
+    # Names and types from the model's metadata, quoted by the backend; the rows are
+    # the one parameter.
+    sql = (
+        f"INSERT INTO {quote(opts.db_table)} ({', '.join(columns)}) "  # noqa: S608
+        f"SELECT {', '.join(selected)} FROM json_to_recordset(%s) AS r({', '.join(declared)}) "
+        f"RETURNING {quote(str(opts.pk.column))}, {quote(user_column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [json.dumps(documents, default=_iso_datetime)])
+        pks = {user_pk: pk for pk, user_pk in cursor.fetchall()}
+    for row in rows:
+        row.pk = pks[row.user_id]
+        row._state.adding, row._state.db = False, alias
+
+
+def _iso_datetime(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a column value the backfill writes")
+
+
 def _insert_rows(fresh: list[tuple[SyncResult, dict[str, Any]]]) -> dict[int, str]:
     """INSERT the rows of users who had none when planned, with their outcome: one statement.
 
@@ -347,7 +416,7 @@ def _insert_rows(fresh: list[tuple[SyncResult, dict[str, Any]]]) -> dict[int, st
     rows = [result.plan.row for result, _ in fresh]
     try:
         with transaction.atomic():
-            FynoProfile.objects.bulk_create(rows)
+            _insert_all(rows)
         return {}
     except IntegrityError:
         pass

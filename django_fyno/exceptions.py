@@ -26,7 +26,10 @@ MAX_ERROR_LENGTH = 2000
 def error_text(error: BaseException, prefix: str = "") -> str:
     """An error as stored on a row. FynoError messages carry Fyno's answer and the
     path template, never the API key."""
-    return f"{prefix}{error}"[:MAX_ERROR_LENGTH]
+    text = f"{prefix}{error}"[:MAX_ERROR_LENGTH]
+    # Fyno's words, stored in a text column: PostgreSQL refuses NUL, and a lone
+    # surrogate is not UTF-8.
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 class SyncVetoed(FynoError):
