@@ -212,12 +212,13 @@ def prepare_call(
 
     ``prepare_request`` merges the session's headers, params, cookies, hooks
     and auth into every request, about a third of a call's CPU. Here the
-    session's headers are copied and its auth applied: the client sets no
-    session params or hooks, and while the session holds no cookies (Fyno
-    sets none) there are none to add. Same URL, headers (in the same order)
-    and body, to the byte (tests/client/test_prepare.py).
+    session's headers are copied and its auth applied; a session holding
+    cookies (Fyno sets none, a load balancer may), params or hooks goes
+    through ``prepare_request``. Same URL, headers (in the same order) and
+    body, to the byte (tests/client/test_prepare.py).
     """
-    if session.cookies:  # a load balancer set some: requests sends them back
+    if session.cookies or session.params or any(session.hooks.values()):
+        # Cookies a load balancer set, or settings added to the session: requests merges them.
         return session.prepare_request(requests.Request(method, url, params=params, json=body))
     prepared = requests.PreparedRequest()
     prepared.method = method.upper()

@@ -134,3 +134,15 @@ def test_cookies_a_load_balancer_sets_are_sent_back() -> None:
     assert "Cookie" not in first.headers
     assert second.headers["Cookie"] == "AWSALB=sticky"
     assert second.headers["Authorization"] == "Bearer k"
+
+
+def test_a_session_hook_still_runs() -> None:
+    client = FynoClient(wsid="FY1", api_key="k", endpoint="https://api.fyno.example/v1")
+    seen: list[int] = []
+    client._session.hooks["response"].append(
+        lambda response, **_: seen.append(response.status_code)
+    )
+    with responses.RequestsMock() as mock:
+        mock.add(responses.POST, "https://api.fyno.example/v1/FY1/live/profiles/delete", json={})
+        client.delete_profiles(["u1"])
+    assert seen == [200]
