@@ -28,7 +28,9 @@ waits 50 ms per save, so it runs ``--naive`` saves per run (default 200).
 Printed per cell: the times, b-a and b/a and c/a, SQL statements per save
 (BEGIN and COMMIT included), broker publishes per save and per transaction,
 and the CPU time of the Django process. ``--rounds R`` runs (a) and (b) R
-times, alternating, and keeps each cell's best (the machine's load drifts). Targets:
+times, alternating, and keeps each cell's best (the machine's load drifts); it
+also prints b/a within each round and their median, which a slow spell
+during one configuration's run moves less. Targets:
 b/a <= 1.10 for the view, b/a <= 2.0 for the raw save, at most one publish
 per user per transaction. ``--quick`` runs small N (under a minute). Only
 127.0.0.1 is contacted; everything the script starts, it stops.
@@ -39,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -454,6 +457,14 @@ def _ratio(x: float | None, a: float) -> str:
     return "-" if x is None else f"{x / a:.2f}x"
 
 
+def _round_ratios(a_runs: list[float], b_runs: list[float], per_round: int) -> list[float]:
+    """b/a of each round's best runs (the runs are listed round after round)."""
+    return [
+        min(b_runs[start : start + per_round]) / min(a_runs[start : start + per_round])
+        for start in range(0, min(len(a_runs), len(b_runs)), per_round)
+    ]
+
+
 def print_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> int:
     """Print the table; returns the number of targets missed."""
     a, b = results["a"]["cells"], results["b"]["cells"]
@@ -521,6 +532,15 @@ def print_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) ->
             f"PUTs: {check_c}"
         )
         misses += check_c != "ok"
+    if args.rounds > 1:
+        # (a) and (b) alternate round by round: a ratio within one round is spared the
+        # machine's slower and faster spells, which best-of-all-runs can straddle.
+        print("b/a within each round (best run of each), and their median:")
+        for key, path, txn in CELLS:
+            ratios = _round_ratios(a[key]["runs"], b[key]["runs"], args.runs)
+            listed = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+            print(f"  {path:<9} {txn:<19} {listed}  median {statistics.median(ratios):.2f}x")
+        print()
     print("Every run, µs per save:")
     for key, path, txn in CELLS:
         floor = ", ".join(f"{t:.0f}" for t in a[key]["runs"])
