@@ -7,7 +7,7 @@ row reads back the same, hostile values included, and gets its pk.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -34,8 +34,8 @@ HOSTILE: list[dict[str, Any]] = [
         "channels": {"email": "o'brien@example.com", "sms": "+15550100"},
         "payload_hash": "f" * 64,
         "state": FynoProfile.State.SYNCED,
-        "synced_at": datetime(2026, 11, 30, 23, 59, 59, 999999, tzinfo=UTC),
-        "dirty_since": datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+        "synced_at": datetime(2026, 11, 30, 23, 59, 59, 999999, tzinfo=timezone.utc),
+        "dirty_since": datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc),
         "attempts": 2**31 - 1,
         "last_error": "line one\nline two\t'quoted' \"double\" \\ %(name)s",
         "wsid": "FY%s",
