@@ -389,17 +389,12 @@ def _insert_all(rows: list[FynoProfile]) -> None:
         f"RETURNING {quote(str(opts.pk.column))}, {quote(user_column)}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [json.dumps(documents, default=_iso_datetime)])
+        # Dates, UUIDs, decimals: as text, which PostgreSQL reads as it reads a literal.
+        cursor.execute(sql, [json.dumps(documents, default=str)])
         pks = {user_pk: pk for pk, user_pk in cursor.fetchall()}
     for row in rows:
         row.pk = pks[row.user_id]
         row._state.adding, row._state.db = False, alias
-
-
-def _iso_datetime(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not a column value the backfill writes")
 
 
 def _insert_rows(fresh: list[tuple[SyncResult, dict[str, Any]]]) -> dict[int, str]:

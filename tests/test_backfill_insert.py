@@ -7,10 +7,15 @@ row reads back the same, hostile values included, and gets its pk.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 
@@ -18,6 +23,7 @@ from django_fyno.backfill import _insert_all
 from django_fyno.exceptions import FynoError, error_text
 from django_fyno.models import FynoProfile
 from django_fyno.receivers import skip_sync
+from tests.conftest import require_service
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -129,3 +135,44 @@ def test_an_error_text_with_nul_and_a_lone_surrogate_can_be_stored() -> None:
     rows = [FynoProfile(user_id=user.pk, last_error=text) for user in users]
     _insert_all(rows)
     assert {row.last_error for row in FynoProfile.objects.all()} == {text}
+
+
+def test_uuid_user_keys_travel_as_text_on_postgresql() -> None:
+    """Run the next test under tests.settings_custom_user (UUID keys), in its own database."""
+    require_service(
+        "PostgreSQL", connection.vendor == "postgresql", f"the database is {connection.vendor}"
+    )
+    env = dict(os.environ, FYNO_TEST_RUN_ID=f"{settings.TEST_RUN_ID}u")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/test_backfill_insert.py",
+            "-k",
+            "uuid_user_keys_are_inserted",
+            "--ds=tests.settings_custom_user",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+
+
+def test_uuid_user_keys_are_inserted() -> None:
+    """Runs in a subprocess under tests.settings_custom_user (see the test above)."""
+    if settings.AUTH_USER_MODEL != "testapp.EmailUser":
+        pytest.skip("needs --ds=tests.settings_custom_user")
+    with skip_sync():
+        users = [User.objects.create_user(email=f"u{n}@example.com") for n in range(3)]  # type: ignore[attr-defined]
+    rows = [FynoProfile(user_id=user.pk, payload={"n": n}) for n, user in enumerate(users)]
+    _insert_all(rows)
+    stored = {row.user_id: (row.pk, row.payload) for row in FynoProfile.objects.all()}
+    assert stored == {row.user_id: (row.pk, row.payload) for row in rows}
