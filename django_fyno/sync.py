@@ -133,17 +133,18 @@ def workspace_fields(user: Any) -> dict[str, str]:
 _MARKED = ("user", "dirty_since", "created_at", "updated_at", "wsid", "version", "endpoint")
 # On a conflict (the user already has a row): these take the new row's values.
 _REMARKED = ("dirty_since", "state", "updated_at")
-_upserts: dict[str, tuple[str, list[Any], list[tuple[int, Any]]] | None] = {}
+_upserts: dict[str, tuple[str, list[Any]] | None] = {}
 
 
-def _upsert_for(using: str) -> tuple[str, list[Any], list[tuple[int, Any]]] | None:
+def _upsert_for(using: str) -> tuple[str, list[Any]] | None:
     """mark_dirty()'s single-row ``INSERT … ON CONFLICT (user_id) DO UPDATE``, written once
-    per database alias: (sql, its parameters, [(index, field)] to fill them).
+    per database alias: (sql, the fields of its parameters, in ``_MARKED`` order).
 
     ``bulk_create()`` builds and compiles the same statement on every call, about a
-    quarter of a save's own cost. Only the ``_MARKED`` columns are parameters; the
-    others hold their model defaults as SQL literals, quoted by the backend once:
-    each parameter is dumped on every save. None where the database lacks that syntax.
+    quarter of a save's own cost. Only the ``_MARKED`` columns are parameters (they
+    come first); the others hold their model defaults as SQL literals, quoted by the
+    backend once: each parameter is dumped on every save. None where the database
+    lacks that syntax.
     """
     if using in _upserts:
         return _upserts[using]
@@ -151,32 +152,30 @@ def _upsert_for(using: str) -> tuple[str, list[Any], list[tuple[int, Any]]] | No
     found = None
     if connection.vendor in ("postgresql", "sqlite"):
         opts = FynoProfile._meta
-        fields = [field for field in opts.concrete_fields if field is not opts.pk]
+        by_name = {field.name: field for field in opts.concrete_fields if field is not opts.pk}
+        marked = [by_name[name] for name in _MARKED]
+        defaulted = [field for name, field in by_name.items() if name not in _MARKED]
         quote = connection.ops.quote_name
-        column = {field.name: quote(str(field.column)) for field in fields}
+        column = {name: quote(str(field.column)) for name, field in by_name.items()}
         defaults = FynoProfile(user_id=0)
         editor = connection.schema_editor()
-        values: list[str] = []
-        slots: dict[str, tuple[int, Any]] = {}
-        for field in fields:
-            if field.name in _MARKED:
-                slots[field.name] = (len(slots), field)
-                values.append("%s")
-                continue
+        values = ["%s"] * len(marked)
+        for field in defaulted:
             value = field.get_db_prep_save(field.value_from_object(defaults), connection)
             literal = "NULL" if value is None else str(editor.quote_value(value))
             if connection.vendor != "postgresql":  # PostgreSQL's quote_value doubles % itself
                 literal = literal.replace("%", "%%")
             values.append(literal)
+        columns = ", ".join(column[field.name] for field in [*marked, *defaulted])
         updates = ", ".join(f"{column[name]} = EXCLUDED.{column[name]}" for name in _REMARKED)
         # Names from the model's metadata and literals of its defaults, quoted by the
         # backend: no outside input.
         sql = (
-            f"INSERT INTO {quote(opts.db_table)} ({', '.join(column.values())}) "  # noqa: S608
+            f"INSERT INTO {quote(opts.db_table)} ({columns}) "  # noqa: S608
             f"VALUES ({', '.join(values)}) ON CONFLICT ({column['user']}) "
             f"DO UPDATE SET {updates}"
         )
-        found = (sql, [None] * len(slots), [slots[name] for name in _MARKED])
+        found = (sql, marked)
     _upserts[using] = found
     return found
 
@@ -209,7 +208,7 @@ def mark_dirty(users: Iterable[Any], using: str = "default") -> None:
     users = list(users)
     upsert = _upsert_for(using) if len(users) == 1 else None
     if upsert is not None:
-        sql, defaults, slots = upsert
+        sql, marked = upsert
         user = users[0]
         workspace = workspace_fields(user)
         values = (
@@ -222,9 +221,10 @@ def mark_dirty(users: Iterable[Any], using: str = "default") -> None:
             workspace.get("endpoint", ""),
         )
         connection = connections[using]
-        params = list(defaults)
-        for (index, field), value in zip(slots, values, strict=True):
-            params[index] = field.get_db_prep_save(value, connection)
+        params = [
+            field.get_db_prep_save(value, connection)
+            for field, value in zip(marked, values, strict=True)
+        ]
         if _commits_asynchronously(connection):
             sql = _ASYNCHRONOUS_COMMIT + sql
         with connection.cursor() as cursor:
