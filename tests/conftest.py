@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +33,41 @@ def make_user(name: str, *, save: bool = True, **extra: Any) -> Any:
     if save:
         user.save()
     return user
+
+
+def run_pytest_with_custom_user(
+    *args: str, own_database: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run pytest on ``args`` in a subprocess under ``tests.settings_custom_user``
+    (``testapp.EmailUser``: UUID key, email login, no names).
+
+    By default the child uses in-memory SQLite: with this session's DATABASE_URL it
+    would create, and drop, the very test database this session is using. With
+    ``own_database`` it uses this session's database server, in a test database of
+    its own (another ``FYNO_TEST_RUN_ID``).
+    """
+    env = dict(os.environ)
+    if own_database:
+        env["FYNO_TEST_RUN_ID"] = f"{env.get('FYNO_TEST_RUN_ID', '')}custom"
+    else:
+        env.pop("DATABASE_URL", None)
+    return subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *args,
+            "--ds=tests.settings_custom_user",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def here() -> dict[str, str]:

@@ -29,6 +29,7 @@ from django_fyno.adapter import (
     get_adapter,
 )
 from django_fyno.exceptions import FynoConfigurationError, FynoValidationError
+from tests.conftest import run_pytest_with_custom_user
 from tests.testapp.models import EmailUser
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -180,7 +181,7 @@ def test_sync_fields_class_attribute_overrides_the_default() -> None:
 
 
 def test_custom_user_model_works_as_auth_user_model() -> None:
-    """The app's checks and migrations hold with AUTH_USER_MODEL = testapp.EmailUser."""
+    """The app's checks, migrations and a test hold with AUTH_USER_MODEL = testapp.EmailUser."""
     commands = [
         ["-m", "django", "check", "--settings=tests.settings_custom_user"],
         [
@@ -191,20 +192,8 @@ def test_custom_user_model_works_as_auth_user_model() -> None:
             "--dry-run",
             "--settings=tests.settings_custom_user",
         ],
-        [
-            "-m",
-            "pytest",
-            "tests/test_adapter.py",
-            "-k",
-            "custom_user_model_is_auth_user_model",
-            "--ds=tests.settings_custom_user",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-        ],
     ]
-    # In-memory SQLite: a DATABASE_URL would make the child create (and drop)
-    # the very test database this session is using.
+    # In-memory SQLite, as for the pytest child below, whatever DATABASE_URL says.
     env = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
     for command in commands:
         result = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
@@ -216,6 +205,10 @@ def test_custom_user_model_works_as_auth_user_model() -> None:
             check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
+    result = run_pytest_with_custom_user(
+        "tests/test_adapter.py", "-k", "custom_user_model_is_auth_user_model"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
 
 

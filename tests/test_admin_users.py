@@ -10,12 +10,8 @@ everyone, superusers included.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,12 +31,12 @@ from django_fyno.admin.users import FynoProfileInline, FynoUserAdminMixin
 from django_fyno.clients import default_workspace
 from django_fyno.models import FynoOutbox, FynoProfile
 from django_fyno.testing import FynoEmulatorHandle
+from tests.conftest import run_pytest_with_custom_user
 
 pytestmark = pytest.mark.django_db
 
 User = get_user_model()
 CUSTOM = django_settings.AUTH_USER_MODEL == "testapp.EmailUser"
-ROOT = Path(__file__).resolve().parent.parent
 INLINE_SITE = "fyno_inline_site"
 MIXIN_SITE = "fyno_mixin_site"
 SECRET = "sk-users-admin-DISTINCTIVE-9f8e7d"
@@ -458,26 +454,7 @@ def test_the_inline_works_with_a_custom_user_model() -> None:
     login, no names, no is_staff) in a subprocess."""
     if CUSTOM:
         pytest.skip("this is the subprocess")
-    # In-memory SQLite: a DATABASE_URL would make the child create (and drop) the
-    # very test database this session is using.
-    env = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
-    result = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            __file__,
-            "--ds=tests.settings_custom_user",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_pytest_with_custom_user(__file__)
     assert result.returncode == 0, result.stdout + result.stderr
     # The three custom-model tests and the model-independent one ran.
     assert re.search(r"\b4 passed, 11 skipped\b", result.stdout), result.stdout

@@ -7,11 +7,7 @@ row reads back the same, hostile values included, and gets its pk.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +19,7 @@ from django_fyno.backfill import _insert_all
 from django_fyno.exceptions import FynoError, error_text
 from django_fyno.models import FynoProfile
 from django_fyno.receivers import skip_sync
-from tests.conftest import require_service
+from tests.conftest import make_user, require_service, run_pytest_with_custom_user
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -142,25 +138,8 @@ def test_uuid_user_keys_travel_as_text_on_postgresql() -> None:
     require_service(
         "PostgreSQL", connection.vendor == "postgresql", f"the database is {connection.vendor}"
     )
-    env = dict(os.environ, FYNO_TEST_RUN_ID=f"{settings.TEST_RUN_ID}u")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "tests/test_backfill_insert.py",
-            "-k",
-            "uuid_user_keys_are_inserted",
-            "--ds=tests.settings_custom_user",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-        ],
-        cwd=Path(__file__).resolve().parent.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+    result = run_pytest_with_custom_user(
+        "tests/test_backfill_insert.py", "-k", "uuid_user_keys_are_inserted", own_database=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
@@ -171,7 +150,7 @@ def test_uuid_user_keys_are_inserted() -> None:
     if settings.AUTH_USER_MODEL != "testapp.EmailUser":
         pytest.skip("needs --ds=tests.settings_custom_user")
     with skip_sync():
-        users = [User.objects.create_user(email=f"u{n}@example.com") for n in range(3)]  # type: ignore[attr-defined]
+        users = [make_user(f"u{n}") for n in range(3)]
     rows = [FynoProfile(user_id=user.pk, payload={"n": n}) for n, user in enumerate(users)]
     _insert_all(rows)
     stored = {row.user_id: (row.pk, row.payload) for row in FynoProfile.objects.all()}
