@@ -1,7 +1,7 @@
 """What django-fyno adds to the request path: a user's save, alone and in a profile-edit view.
 
-    python benchmarks/request_path.py [--saves 1000] [--requests 1000] [--naive 200]
-                                      [--runs 3] [--rounds 1] [--skip-naive] [--quick]
+    python benchmarks/request_path.py [--saves 2000] [--requests 2000] [--naive 200]
+                                      [--chunk 100] [--skip-naive] [--quick]
 
 Three configurations, each in its own process (their settings differ), on the
 same PostgreSQL database (DATABASE_URL, default
@@ -10,30 +10,34 @@ postgres://postgres@127.0.0.1:5432/fyno_bench_request, created and dropped):
 - ``(a) plain``: INSTALLED_APPS without django_fyno, the floor;
 - ``(b) fyno``: django_fyno installed, TASK_MODE "celery", publishing to a real
   Redis broker (CELERY_BROKER_URL, default redis://127.0.0.1:6379/9; no worker:
-  the queue is emptied between runs, after its length was checked against the
-  publishes counted);
+  the queue is emptied after each chunk, after its length was checked against
+  the publishes counted);
 - ``(c) naive``: no django_fyno, a ``post_save`` receiver making one HTTP PUT
   per save with ``requests`` to the emulator (its own process, 50 ms of
   latency per answer); its request log is checked for one PUT per save.
 
-For each, it times (µs per save, best of 3 runs) ``user.save()`` after a
-change of ``first_name`` (N ``--saves``), and N ``--requests`` POSTs through a
-realistic profile-edit view driven by Django's test client (session auth and
-user load from the database, a ModelForm of three fields, the save, a success
-message, a redirect), in autocommit (Django's default) and with one
-transaction per save (``atomic()`` around the save, ATOMIC_REQUESTS for the
-view); plus ten saves of one user per ``atomic()``. The naive integration
-waits 50 ms per save, so it runs ``--naive`` saves per run (default 200).
+It times ``user.save()`` after a change of ``first_name`` (``--saves`` per
+cell), and POSTs through a realistic profile-edit view driven by Django's test
+client (session auth and user load from the database, a ModelForm of three
+fields, the save, a success message, a redirect; ``--requests`` per cell), in
+autocommit (Django's default) and with one transaction per save (``atomic()``
+around the save, ATOMIC_REQUESTS for the view); plus ten saves of one user per
+``atomic()``.
 
-Printed per cell: the times, b-a and b/a and c/a, SQL statements per save
-(BEGIN and COMMIT included), broker publishes per save and per transaction,
-and the CPU time of the Django process. ``--rounds R`` runs (a) and (b) R
-times, alternating, and keeps each cell's best (the machine's load drifts); it
-also prints b/a within each round and their median, which a slow spell
-during one configuration's run moves less. Targets:
-b/a <= 1.10 for the view, b/a <= 2.0 for the raw save, at most one publish
-per user per transaction. ``--quick`` runs small N (under a minute). Only
-127.0.0.1 is contacted; everything the script starts, it stops.
+The three processes stay up, and (a) and (b) take turns, ``--chunk`` saves at
+a time, the first of each pair alternating: both meet the machine's slower and
+faster spells alike, which a run of one after a run of the other cannot
+promise on a shared machine. b/a is the median of the pairs' ratios, printed
+with their quartiles. The naive integration waits 50 ms per save, so it runs
+``--naive`` saves per cell, after the pairs.
+
+Printed per cell: the median chunk's µs per save, b-a, b/a and c/a, SQL
+statements per save (BEGIN and COMMIT included), broker publishes per save and
+per transaction, and the CPU time of the Django process (for (b), including
+the background publishes its chunk caused). Targets: b/a <= 1.10 for the
+view, b/a <= 2.0 for the raw save, at most one publish per user per
+transaction. ``--quick`` runs small N (under a minute). Only 127.0.0.1 is
+contacted; everything the script starts, it stops.
 """
 
 from __future__ import annotations
@@ -264,7 +268,8 @@ class Emulator:
         self.requests.delete(self.control, timeout=30)
 
 
-def child(config: str, endpoint: str, saves: int, views: int, runs: int) -> dict[str, Any]:
+def child(config: str, endpoint: str) -> None:
+    """Set one configuration up, then run what the parent asks, one JSON line each way."""
     configure(config, endpoint)
     import django
 
@@ -278,16 +283,21 @@ def child(config: str, endpoint: str, saves: int, views: int, runs: int) -> dict
     count_publishes()
     call_command("migrate", verbosity=0)
     redis = emulator = None
+    flush: Callable[[], Any] = lambda: None  # noqa: E731
     if config == "b":
         import benchmarks.celery_app  # noqa: F401  - the current Celery app, on Redis
+        from django_fyno import dispatch
 
         redis = Redis()
         redis.drain()
+        flush = dispatch.flush
     define_view()
     user_model = get_user_model()
-    user_model.objects.filter(username="bench").delete()
+    # The three processes share the database: each has a user of its own.
+    username = f"bench-{config}"
+    user_model.objects.filter(username=username).delete()
     user = user_model.objects.create_user(
-        "bench", "bench@example.com", "bench-password", first_name="Bench", last_name="User"
+        username, "bench@example.com", "bench-password", first_name="Bench", last_name="User"
     )
     if config == "c":
         emulator = Emulator(endpoint)
@@ -295,32 +305,36 @@ def child(config: str, endpoint: str, saves: int, views: int, runs: int) -> dict
         connect_naive(endpoint)
     client = Client()
     client.force_login(user)
-    view_user = user_model.objects.get(pk=user.pk)  # a fresh copy, as the view loads it
+    serial = 0
 
-    def save(i: int) -> None:
-        user.first_name = f"F{i}"
+    def save() -> None:
+        nonlocal serial
+        serial += 1
+        user.first_name = f"F{serial}"
         user.save()
 
-    def raw_auto(start: int, count: int) -> None:
-        for i in range(start, start + count):
-            save(i)
+    def raw_auto(count: int) -> None:
+        for _ in range(count):
+            save()
 
-    def raw_atomic(start: int, count: int) -> None:
-        for i in range(start, start + count):
+    def raw_atomic(count: int) -> None:
+        for _ in range(count):
             with transaction.atomic():
-                save(i)
+                save()
 
-    def raw_atomic10(start: int, count: int) -> None:
-        for t in range(start, start + count, 10):
+    def raw_atomic10(count: int) -> None:
+        for _ in range(0, count, 10):
             with transaction.atomic():
-                for i in range(t, t + 10):
-                    save(i)
+                for _ in range(10):
+                    save()
 
-    def post(start: int, count: int) -> None:
-        for i in range(start, start + count):
+    def post(count: int) -> None:
+        nonlocal serial
+        for _ in range(count):
+            serial += 1
             response = client.post(
                 "/profile/",
-                {"first_name": f"F{i}", "last_name": "User", "email": "bench@example.com"},
+                {"first_name": f"F{serial}", "last_name": "User", "email": "bench@example.com"},
             )
             if response.status_code != 302:
                 raise RuntimeError(f"the view answered {response.status_code}")
@@ -331,85 +345,113 @@ def child(config: str, endpoint: str, saves: int, views: int, runs: int) -> dict
         connections.settings["default"]["ATOMIC_REQUESTS"] = on
         connection.settings_dict["ATOMIC_REQUESTS"] = on
 
-    naive = config == "c"
-    plans: dict[str, tuple[Callable[[int, int], None], bool, int]] = {
-        "raw-auto": (raw_auto, False, saves),
-        "raw-atomic": (raw_atomic, False, saves),
-        "raw-atomic10": (raw_atomic10, False, saves),
-        "view-auto": (post, False, views),
-        "view-atomic": (post, True, views),
+    plans: dict[str, tuple[Callable[[int], None], bool]] = {
+        "raw-auto": (raw_auto, False),
+        "raw-atomic": (raw_atomic, False),
+        "raw-atomic10": (raw_atomic10, False),
+        "view-auto": (post, False),
+        "view-atomic": (post, True),
     }
-    results: dict[str, Any] = {}
-    serial = 0
-    for key, (run, atomic, count) in plans.items():
-        count -= count % 10
+
+    def prepare(key: str) -> dict[str, Any]:
+        """Warm the cell up, and name the statements of ten of its saves."""
+        run, atomic = plans[key]
         atomic_requests(atomic)
-        run(serial, 20 if naive else 100)  # warm: imports, caches, connections
-        serial += 1000
+        run(20 if config == "c" else 100)  # imports, caches, connections
+        with CaptureQueriesContext(connection) as queries:
+            run(10)
+        flush()
         if redis:
             redis.drain()
         if emulator:
             emulator.clear()
-        # SQL statements per save, on a short run of its own.
-        with CaptureQueriesContext(connection) as queries:
-            run(serial, 10)
-        serial += 1000
         # One query may carry two statements ("SET LOCAL …; INSERT …"): name them all.
         statements = [
             "+".join(part.split(" ", 1)[0].upper() for part in q["sql"].split("; "))
             for q in queries.captured_queries
         ]
-        cell: dict[str, Any] = {
+        return {
             "sql": len(statements) / 10,
-            "commits": statements.count("COMMIT") / 10,
             # One transaction's statements (one save's in autocommit).
             "statements": statements[: len(statements) * SAVES_PER_TXN[key] // 10],
         }
-        times: list[float] = []
-        cpus: list[float] = []
-        published = queued = logged = 0
-        for _ in range(runs):
-            if redis:
-                from django_fyno import dispatch
 
-                dispatch.flush()  # what earlier runs handed off is not this run's
-                redis.drain()
-            if emulator:
-                emulator.clear()
-            before = Counter.publishes
-            started, cpu = time.perf_counter(), time.process_time()
-            run(serial, count)
-            elapsed = time.perf_counter() - started
-            cpus.append((time.process_time() - cpu) / count * 1e6)
-            serial += count
-            times.append(elapsed / count * 1e6)
-            if redis:
-                # The last round may still be on the background thread: let it
-                # leave before counting, or its message is counted in Redis only.
-                dispatch.flush()
-            published += Counter.publishes - before
-            if redis:
-                if not cell.get("tasks"):
-                    cell["tasks"] = sorted(redis.task_names())
-                queued += redis.drain()
-            if emulator:
-                logged += emulator.puts()
-                emulator.clear()
-        cell.update(
-            us=min(times),
-            runs=times,
-            cpu=min(cpus),
-            saves=count * runs,
-            publishes=published,
-            queued=queued,
-            emulator_puts=logged,
-        )
-        results[key] = cell
+    def timed(key: str, count: int) -> dict[str, Any]:
+        """One chunk: wall time of the saves; CPU time including the background
+        publishes they caused (waited for once the clock stopped)."""
+        run, _ = plans[key]
+        before = Counter.publishes
+        started, cpu = time.perf_counter(), time.process_time()
+        run(count)
+        elapsed = time.perf_counter() - started
+        flush()  # the last publish may still be on the background thread
+        cpu_used = time.process_time() - cpu
+        found: dict[str, Any] = {
+            "us": elapsed / count * 1e6,
+            "cpu": cpu_used / count * 1e6,
+            "publishes": Counter.publishes - before,
+            "queued": 0,
+            "tasks": [],
+            "emulator_puts": 0,
+        }
+        if redis:
+            found["tasks"] = sorted(redis.task_names())
+            found["queued"] = redis.drain()
+        if emulator:
+            found["emulator_puts"] = emulator.puts()
+            emulator.clear()
+        return found
+
+    server = getattr(connection, "pg_version", 0)
+    print(json.dumps({"ready": connection.vendor, "server": server}), flush=True)
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command["do"] == "prepare":
+            answer = prepare(command["cell"])
+        else:
+            answer = timed(command["cell"], command["count"])
+        print(json.dumps(answer), flush=True)
     atomic_requests(False)
     user_model.objects.filter(pk=user.pk).delete()
-    del view_user
-    server = getattr(connection, "pg_version", 0)
-    return {"vendor": connection.vendor, "server": server, "cells": results}
+    flush()
+
+
+class Child:
+    """One configuration's process, driven line by line."""
+
+    def __init__(self, config: str, endpoint: str) -> None:
+        self.config = config
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--child", config, "--endpoint", endpoint],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.hello = self._answer()
+
+    def _answer(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"configuration {CONFIGS[self.config]} failed (see above)")
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def ask(self, **command: Any) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        return self._answer()
+
+    def close(self) -> None:
+        """Let the child clean up and exit (it stops at the end of its input)."""
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 # -- the parent: start the emulator, run each configuration, print the table ---------------
@@ -435,125 +477,133 @@ def drop_database() -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
-def run_child(config: str, endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
-    saves, views = (args.naive, args.naive) if config == "c" else (args.saves, args.requests)
-    command = [sys.executable, __file__, "--child", config, "--endpoint", endpoint]
-    command += ["--saves", str(saves), "--requests", str(views), "--runs", str(args.runs)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.stderr.write(done.stdout + done.stderr)
-        raise RuntimeError(f"configuration {CONFIGS[config]} failed")
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+def _naive_chunk(args: argparse.Namespace) -> int:
+    """(c) waits 50 ms per save: its chunks are smaller (a multiple of ten)."""
+    return max(10, min(args.chunk, args.naive) // 10 * 10)
 
 
-def merge(kept: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
-    """Two rounds of one configuration: the best time of each cell, all counts added up."""
-    if kept is None:
-        return new
-    for key, cell in new["cells"].items():
-        old = kept["cells"][key]
-        for name in ("publishes", "queued", "emulator_puts", "saves"):
-            old[name] += cell[name]
-        old["runs"] += cell["runs"]
-        old["us"] = min(old["us"], cell["us"])
-        old["cpu"] = min(old["cpu"], cell["cpu"])
-    return kept
-
-
-def _ratio(x: float | None, a: float) -> str:
-    return "-" if x is None else f"{x / a:.2f}x"
-
-
-def _round_ratios(a_runs: list[float], b_runs: list[float], per_round: int) -> list[float]:
-    """b/a of each round's best runs (the runs are listed round after round)."""
-    return [
-        min(b_runs[start : start + per_round]) / min(a_runs[start : start + per_round])
-        for start in range(0, min(len(a_runs), len(b_runs)), per_round)
-    ]
-
-
-def print_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> int:
-    """Print the table; returns the number of targets missed."""
-    a, b = results["a"]["cells"], results["b"]["cells"]
-    c = results["c"]["cells"] if "c" in results else None
-    server = results["a"]["server"]
-    print(
-        f"PostgreSQL {server // 10000}.{server % 10000}, Celery on {BROKER_URL}, "
-        f"naive PUTs to the emulator with {LATENCY * 1000:.0f} ms latency"
+def measure(children: dict[str, Child], key: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One cell: (a) and (b) in alternating chunks, then (c) on its own."""
+    cells = {
+        config: {"chunks": [], **child.ask(do="prepare", cell=key)}
+        for config, child in children.items()
+    }
+    pairs = max(
+        1, args.saves // args.chunk if key.startswith("raw") else args.requests // args.chunk
     )
-    rounds = f" x {args.rounds} rounds" if args.rounds > 1 else ""
+    for i in range(pairs):
+        # Alternate who goes first: neither always follows the other's leftovers.
+        for config in ("a", "b") if i % 2 == 0 else ("b", "a"):
+            chunk = children[config].ask(do="time", cell=key, count=args.chunk)
+            cells[config]["chunks"].append(chunk)
+    if "c" in children:
+        for _ in range(max(1, args.naive // _naive_chunk(args))):
+            chunk = children["c"].ask(do="time", cell=key, count=_naive_chunk(args))
+            cells["c"]["chunks"].append(chunk)
+    for cell in cells.values():
+        chunks = cell["chunks"]
+        cell["us"] = statistics.median(chunk["us"] for chunk in chunks)
+        cell["cpu"] = statistics.median(chunk["cpu"] for chunk in chunks)
+        for name in ("publishes", "queued", "emulator_puts"):
+            cell[name] = sum(chunk[name] for chunk in chunks)
+        cell["tasks"] = sorted({task for chunk in chunks for task in chunk["tasks"]})
+    for config, cell in cells.items():
+        size = _naive_chunk(args) if config == "c" else args.chunk
+        cell["saves"] = len(cell["chunks"]) * size
+    a_chunks, b_chunks = cells["a"]["chunks"], cells["b"]["chunks"]
+    cells["b"]["ratios"] = sorted(
+        b["us"] / a["us"] for a, b in zip(a_chunks, b_chunks, strict=True)
+    )
+    cells["b"]["cpu_ratios"] = sorted(
+        b["cpu"] / a["cpu"] for a, b in zip(a_chunks, b_chunks, strict=True)
+    )
+    return cells
+
+
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def print_table(
+    results: dict[str, dict[str, Any]], hello: dict[str, Any], args: argparse.Namespace
+) -> int:
+    """Print the table; returns the number of targets missed."""
+    server = hello["server"]
+    naive = "" if args.skip_naive else f", naive PUTs to the emulator at {LATENCY * 1000:.0f} ms"
+    print(f"PostgreSQL {server // 10000}.{server % 10000}, Celery on {BROKER_URL}{naive}")
     print(
-        f"µs per save, best of {args.runs} runs{rounds} of {args.saves} raw saves / "
-        f"{args.requests} view requests ((c): {args.naive} per run, 1 round)"
+        f"(a) and (b) alternate in chunks of {args.chunk}: {args.saves} raw saves and "
+        f"{args.requests} view requests each per cell; µs per save is the median chunk's; "
+        f"b/a is the median of the {args.chunk}-save pairs' ratios, [q1-q3] their quartiles"
     )
     header = (
         f"{'path':<9} {'transaction':<19} {'(a) µs':>7} {'(b) µs':>7} {'(c) µs':>8} "
-        f"{'b-a µs':>7} {'b/a':>6} {'c/a':>7} {'SQL a':>5} {'SQL b':>5} {'SQL c':>5} "
-        f"{'pub/save':>8} {'pub/txn':>7}  target b/a"
+        f"{'b-a µs':>7} {'b/a':>6} {'[q1-q3]':>11} {'c/a':>7} {'SQL a':>5} {'SQL b':>5} "
+        f"{'SQL c':>5} {'pub/save':>8} {'pub/txn':>7}  target b/a"
     )
     print(header)
     print("-" * len(header))
     misses = 0
     for key, path, txn in CELLS:
-        ta, tb = a[key]["us"], b[key]["us"]
-        tc = c[key]["us"] if c else None
-        sql_c = "-" if c is None else f"{c[key]['sql']:.1f}"
-        pub_save = b[key]["publishes"] / b[key]["saves"]
+        a, b, c = results[key]["a"], results[key]["b"], results[key].get("c")
+        ta, tb = a["us"], b["us"]
+        q1, ratio, q3 = _quartiles(b["ratios"])
+        tc = "-" if c is None else f"{c['us']:.0f}"
+        c_ratio = "-" if c is None else f"{c['us'] / ta:.2f}x"
+        sql_c = "-" if c is None else f"{c['sql']:.1f}"
+        pub_save = b["publishes"] / b["saves"]
         pub_txn = pub_save * SAVES_PER_TXN[key]
         target = TARGETS[path]
-        verdict = "ok" if tb / ta <= target else "MISSED"
+        verdict = "ok" if ratio <= target else "MISSED"
         publish_verdict = "" if pub_txn <= 1.0 else "  publishes MISSED"
         misses += (verdict != "ok") + bool(publish_verdict)
         print(
-            f"{path:<9} {txn:<19} {ta:>7.0f} {tb:>7.0f} {'-' if tc is None else f'{tc:.0f}':>8} "
-            f"{tb - ta:>7.0f} {tb / ta:>5.2f}x {_ratio(tc, ta):>7} {a[key]['sql']:>5.1f} "
-            f"{b[key]['sql']:>5.1f} {sql_c:>5} "
-            f"{pub_save:>8.2f} {pub_txn:>7.2f}  <= {target:.2f}x {verdict}{publish_verdict}"
+            f"{path:<9} {txn:<19} {ta:>7.0f} {tb:>7.0f} {tc:>8} {tb - ta:>7.0f} "
+            f"{ratio:>5.2f}x {f'[{q1:.2f}-{q3:.2f}]':>11} {c_ratio:>7} {a['sql']:>5.1f} "
+            f"{b['sql']:>5.1f} {sql_c:>5} {pub_save:>8.2f} {pub_txn:>7.2f}  "
+            f"<= {target:.2f}x {verdict}{publish_verdict}"
         )
     print()
     print("Statements per transaction, in order:")
     for key, path, txn in CELLS:
-        print(f"  {path:<9} {txn:<19} a: {' '.join(a[key]['statements'])}")
-        print(f"  {'':<9} {'':<19} b: {' '.join(b[key]['statements'])}")
+        print(f"  {path:<9} {txn:<19} a: {' '.join(results[key]['a']['statements'])}")
+        print(f"  {'':<9} {'':<19} b: {' '.join(results[key]['b']['statements'])}")
     print()
-    print("CPU time of the Django process, µs per save (best run): a / b / b-a")
+    print(
+        "CPU time of the Django process, µs per save (median chunk; (b)'s includes its "
+        "background publishes): a / b / b-a, and b/a (median of the pairs)"
+    )
     for key, path, txn in CELLS:
-        ca, cb = a[key]["cpu"], b[key]["cpu"]
-        print(f"  {path:<9} {txn:<19} {ca:>6.0f} {cb:>6.0f} {cb - ca:>6.0f}")
+        ca, cb = results[key]["a"]["cpu"], results[key]["b"]["cpu"]
+        cpu_ratio = statistics.median(results[key]["b"]["cpu_ratios"])
+        print(f"  {path:<9} {txn:<19} {ca:>6.0f} {cb:>6.0f} {cb - ca:>6.0f}  {cpu_ratio:.2f}x")
     print()
-    published = sum(b[key]["publishes"] for key, _, _ in CELLS)
-    queued = sum(b[key]["queued"] for key, _, _ in CELLS)
-    tasks = sorted({name for key, _, _ in CELLS for name in b[key].get("tasks", [])})
+    published = sum(results[key]["b"]["publishes"] for key, _, _ in CELLS)
+    queued = sum(results[key]["b"]["queued"] for key, _, _ in CELLS)
+    tasks = sorted({name for key, _, _ in CELLS for name in results[key]["b"]["tasks"]})
     check_b = "ok" if published == queued > 0 else "MISMATCH"
     print(
-        f"check (b): {published} publishes counted in timed runs, {queued} messages found "
+        f"check (b): {published} publishes counted in timed chunks, {queued} messages found "
         f"in Redis ({', '.join(tasks)}): {check_b}"
     )
     misses += check_b != "ok"
-    if c:
-        saves_c = sum(c[key]["saves"] for key, _, _ in CELLS)
-        puts = sum(c[key]["emulator_puts"] for key, _, _ in CELLS)
+    if not args.skip_naive:
+        saves_c = sum(results[key]["c"]["saves"] for key, _, _ in CELLS)
+        puts = sum(results[key]["c"]["emulator_puts"] for key, _, _ in CELLS)
         check_c = "ok" if puts == saves_c else "MISMATCH"
         print(
             f"check (c): {saves_c} naive saves timed, the emulator logged {puts} successful "
             f"PUTs: {check_c}"
         )
         misses += check_c != "ok"
-    if args.rounds > 1:
-        # (a) and (b) alternate round by round: a ratio within one round is spared the
-        # machine's slower and faster spells, which best-of-all-runs can straddle.
-        print("b/a within each round (best run of each), and their median:")
-        for key, path, txn in CELLS:
-            ratios = _round_ratios(a[key]["runs"], b[key]["runs"], args.runs)
-            listed = ", ".join(f"{ratio:.2f}" for ratio in ratios)
-            print(f"  {path:<9} {txn:<19} {listed}  median {statistics.median(ratios):.2f}x")
-        print()
-    print("Every run, µs per save:")
+    print()
+    print("b/a of every pair of chunks, sorted:")
     for key, path, txn in CELLS:
-        floor = ", ".join(f"{t:.0f}" for t in a[key]["runs"])
-        spread = ", ".join(f"{t:.0f}" for t in b[key]["runs"])
-        print(f"  {path:<9} {txn:<19} a: {floor}")
-        print(f"  {'':<9} {'':<19} b: {spread}")
+        listed = " ".join(f"{ratio:.2f}" for ratio in results[key]["b"]["ratios"])
+        print(f"  {path:<9} {txn:<19} {listed}")
     if misses:
         print(f"{misses} target(s) or check(s) missed")
     return misses
@@ -561,41 +611,43 @@ def print_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
-    parser.add_argument("--saves", type=int, default=1000, help="raw saves per run (1000)")
-    parser.add_argument("--requests", type=int, default=1000, help="view requests per run (1000)")
-    parser.add_argument("--naive", type=int, default=200, help="saves/requests per run for (c)")
-    parser.add_argument("--runs", type=int, default=3, help="runs per cell, best kept (3)")
-    parser.add_argument(
-        "--rounds", type=int, default=1, help="run (a) and (b) this many times, alternating (1)"
-    )
+    parser.add_argument("--saves", type=int, default=2000, help="raw saves per cell (2000)")
+    parser.add_argument("--requests", type=int, default=2000, help="view requests per cell (2000)")
+    parser.add_argument("--naive", type=int, default=200, help="saves/requests per cell for (c)")
+    parser.add_argument("--chunk", type=int, default=100, help="saves per chunk (100)")
     parser.add_argument("--skip-naive", action="store_true", help="leave (c) out")
-    parser.add_argument("--quick", action="store_true", help="small N: 100 / 100 / 10")
+    parser.add_argument("--quick", action="store_true", help="small N: 200 / 200 / 10")
     parser.add_argument("--keep-db", action="store_true", help="do not drop the database")
     parser.add_argument("--child", choices=sorted(CONFIGS), help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        result = child(args.child, args.endpoint, args.saves, args.requests, args.runs)
-        print(json.dumps(result))
+        child(args.child, args.endpoint)
         return 0
     if args.quick:
-        args.saves, args.requests, args.naive = 100, 100, 10
+        args.saves, args.requests, args.naive, args.chunk = 200, 200, 10, 50
+    if args.chunk < 10 or args.chunk % 10:
+        parser.error("--chunk must be a multiple of 10 (one cell saves ten per transaction)")
     ensure_database(fresh=True)
     server, endpoint = start_server_process("--latency", str(LATENCY))
+    children: dict[str, Child] = {}
     results: dict[str, dict[str, Any]] = {}
-    plan = ["a", "b"] * args.rounds + ([] if args.skip_naive else ["c"])
     try:
-        for config in plan:
+        for config in ["a", "b"] + ([] if args.skip_naive else ["c"]):
+            children[config] = Child(config, endpoint)
+        for key, path, txn in CELLS:
             started = time.perf_counter()
-            results[config] = merge(results.get(config), run_child(config, endpoint, args))
+            results[key] = measure(children, key, args)
             elapsed = time.perf_counter() - started
-            print(f"{CONFIGS[config]}: done in {elapsed:.0f}s", file=sys.stderr, flush=True)
+            print(f"{path} {txn}: done in {elapsed:.0f}s", file=sys.stderr, flush=True)
     finally:
+        for running in children.values():
+            running.close()
         server.terminate()
         server.wait(timeout=10)
         if not args.keep_db:
             drop_database()
-    print_table(results, args)
+    print_table(results, children["a"].hello, args)
     return 0
 
 
