@@ -18,9 +18,10 @@ After a commit, Celery tasks are published from a background thread of the
 process: the committing request never waits for the broker, and work that
 piles up meanwhile (other transactions' items) is coalesced into one message
 per job. Every publish is bounded by ``ENQUEUE_TIMEOUT``, whatever the broker
-does. The domain always records its work durably before asking (a dirty
-mirror row, a pending outbox row), so a hand-off that fails, or never happens
-because the process died, is logged (one WARNING line, the traceback at
+does. The domain records its work durably before a publish: before asking (a
+dirty mirror row, a pending outbox row), or in a *local* job that the same
+hand-off runs first (:func:`to_background`; the dirty mark of an autocommitted
+save). So a publish that fails is logged (one WARNING line, the traceback at
 DEBUG) and left to the sweepers; it never reaches the caller.
 
 This module knows no domain: it imports neither the models nor the tasks.
@@ -52,6 +53,7 @@ __all__ = [
     "in_transaction",
     "is_deferred",
     "register",
+    "to_background",
 ]
 
 logger = logging.getLogger(__name__)
@@ -64,11 +66,17 @@ class Job:
     ``batched``: the items deferred together go to one call, as a list
     (``run(items)``, at most ``BATCH_LIMIT`` items a call); otherwise each
     distinct item gets its own call (``run(item)``, or ``run()`` for ``None``).
+
+    ``local``: never published; run in this process by whoever hands the work
+    off (the background thread, or the caller), before any job of the same
+    hand-off is published: e.g. the durable record of what the published
+    tasks are about to do.
     """
 
     name: str
     run: Callable[..., Any]
     batched: bool = False
+    local: bool = False
 
     def calls(self, items: Sequence[Any]) -> list[tuple[Any, ...]]:
         """The argument tuples of the hand-offs for ``items``."""
@@ -87,9 +95,11 @@ BATCH_LIMIT = 500
 _jobs: dict[str, Job] = {}
 
 
-def register(name: str, run: Callable[..., Any], *, batched: bool = False) -> Job:
+def register(
+    name: str, run: Callable[..., Any], *, batched: bool = False, local: bool = False
+) -> Job:
     """Make ``run`` the job ``name`` (a domain module does this once, at import)."""
-    job = Job(name, run, batched)
+    job = Job(name, run, batched, local)
     _jobs[name] = job
     return job
 
@@ -210,6 +220,9 @@ def _hand_off(
     """
     if not fyno_settings.ENABLED:
         return False
+    if job.local:
+        job.run(*args)
+        return True
     mode = fyno_settings.TASK_MODE
     if mode is TaskMode.CELERY:
         _publish(job.name, args, countdown, app)
@@ -250,11 +263,16 @@ def _log_failures(failures: list[tuple[Job, tuple[Any, ...], BaseException]]) ->
         logger.debug("django-fyno: %s%r failed", job.name, args, exc_info=error)
 
 
+def _published_last(job_and_items: tuple[Job, Any]) -> bool:
+    return not job_and_items[0].local
+
+
 def _hand_off_all(work: Mapping[str, Mapping[Hashable, None]], app: Any = None) -> None:
-    """Hand off every call ``work`` asks for; one log line if any of it failed."""
+    """Hand off every call ``work`` asks for, local jobs first; one log line if any
+    of it failed."""
     failures: list[tuple[Job, tuple[Any, ...], BaseException]] = []
-    for name, items in work.items():
-        job = _job(name)
+    jobs = sorted(((_job(name), items) for name, items in work.items()), key=_published_last)
+    for job, items in jobs:
         for args in job.calls(list(items)):
             try:
                 _hand_off(job, args, app=app)
@@ -321,9 +339,10 @@ class _Background:
             except BaseException:  # never let the thread die with work still to come
                 logger.exception("django-fyno: the background hand-off failed")
             finally:
-                # Publishing needs no database; should anything have opened a
-                # connection here (an app turned eager meanwhile), don't keep it.
-                connections.close_all()
+                # Local jobs may use the database here: its connections follow
+                # CONN_MAX_AGE, as a request's do at its end.
+                for connection in connections.all(initialized_only=True):
+                    connection.close_if_unusable_or_obsolete()
                 with self._changed:
                     self._busy = False
                     self._changed.notify_all()
@@ -365,18 +384,29 @@ def _current_celery_app() -> Any:
     return current_app._get_current_object()
 
 
+def to_background(work: Mapping[str, Mapping[Hashable, None]]) -> bool:
+    """Hand ``work`` ({job name: {item: None}}) to the background thread now, if
+    that is where hand-offs go (Celery, not eager); False, doing nothing, if not.
+
+    The background thread runs the local jobs first, then publishes the rest.
+    """
+    if not fyno_settings.ENABLED or fyno_settings.TASK_MODE is not TaskMode.CELERY:
+        return False
+    app = _current_celery_app()
+    if app.conf.task_always_eager:
+        return False
+    _background.submit(work, app)
+    return True
+
+
 def _run(work: dict[str, dict[Hashable, None]]) -> None:
     """Hand off what one transaction deferred (or one autocommit call asked for)."""
     if not fyno_settings.ENABLED:
         return
-    mode = fyno_settings.TASK_MODE
-    if mode is TaskMode.OFF:
+    if fyno_settings.TASK_MODE is TaskMode.OFF:
         return  # the domain recorded the work; a sweep or a command does it
-    if mode is TaskMode.CELERY:
-        app = _current_celery_app()
-        if not app.conf.task_always_eager:
-            _background.submit(work, app)
-            return
+    if to_background(work):
+        return
     # Inline, or eager Celery: here, in the caller's thread (its database connection).
     _hand_off_all(work)
 

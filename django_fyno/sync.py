@@ -59,6 +59,7 @@ from django_fyno.signals import (
 
 __all__ = [
     "DELETE_JOB",
+    "MARK_JOB",
     "SWEEP_JOB",
     "SYNC_JOB",
     "SyncOutcome",
@@ -82,6 +83,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SYNC_JOB = "django_fyno.sync_profiles"
+#: Local (never published): dirty marks the background thread writes before it publishes.
+MARK_JOB = "django_fyno.mark_dirty"
 DELETE_JOB = "django_fyno.delete_profiles"
 SWEEP_JOB = "django_fyno.sweep"
 
@@ -204,15 +207,21 @@ def mark_dirty(users: Iterable[Any], using: str = "default") -> None:
 
     A new row records the user's workspace; an existing row keeps its own.
     """
+    _write_marks([(user.pk, workspace_fields(user)) for user in users], using)
+
+
+def _write_marks(
+    marks: Sequence[tuple[Any, dict[str, str]]], using: str, *, asynchronous: bool = True
+) -> None:
+    """mark_dirty() for (user pk, workspace fields) pairs. ``asynchronous``: an
+    autocommitted single mark on PostgreSQL may skip waiting for its WAL flush."""
     now = timezone.now()
-    users = list(users)
-    upsert = _upsert_for(using) if len(users) == 1 else None
+    upsert = _upsert_for(using) if len(marks) == 1 else None
     if upsert is not None:
         sql, marked = upsert
-        user = users[0]
-        workspace = workspace_fields(user)
+        user_pk, workspace = marks[0]
         values = (
-            user.pk,
+            user_pk,
             now,
             now,
             now,
@@ -225,32 +234,75 @@ def mark_dirty(users: Iterable[Any], using: str = "default") -> None:
             field.get_db_prep_save(value, connection)
             for field, value in zip(marked, values, strict=True)
         ]
-        if _commits_asynchronously(connection):
+        if asynchronous and _commits_asynchronously(connection):
             sql = _ASYNCHRONOUS_COMMIT + sql
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
         return
     FynoProfile.objects.using(using).bulk_create(
         # state: the default, PENDING, on insert and (through EXCLUDED) on conflict.
-        [FynoProfile(user_id=user.pk, dirty_since=now, **workspace_fields(user)) for user in users],
+        [FynoProfile(user_id=pk, dirty_since=now, **workspace) for pk, workspace in marks],
         update_conflicts=True,
         unique_fields=["user"],
         update_fields=list(_REMARKED),
     )
 
 
+def _mark_handed_off(marks: list[tuple[Any, ...]]) -> None:
+    """The :data:`MARK_JOB`: write the marks the request left to the background thread.
+
+    ``marks``: (alias, user pk, wsid, version, endpoint) tuples. One statement per
+    alias, synchronously committed; a user deleted meanwhile (its row would break
+    the foreign key) is left out: its deletion is already under way.
+    """
+    by_alias: dict[str, list[tuple[Any, dict[str, str]]]] = {}
+    for using, user_pk, wsid, version, endpoint in marks:
+        workspace = {"wsid": wsid, "version": version, "endpoint": endpoint}
+        by_alias.setdefault(using, []).append((user_pk, workspace))
+    for using, rows in by_alias.items():
+        try:
+            with transaction.atomic(using=using):
+                _write_marks(rows, using, asynchronous=False)
+        except IntegrityError:
+            for row in rows:
+                with contextlib.suppress(IntegrityError), transaction.atomic(using=using):
+                    _write_marks([row], using, asynchronous=False)
+
+
+def _marks_in_background(using: str) -> bool:
+    """Whether a mark asked for in autocommit may leave the request for the
+    background thread: PostgreSQL (SQLite would have a second connection fight
+    the first for its lock)."""
+    connection = connections[using]
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
 def request_sync(user: Any, using: str = "default") -> None:
     """Have ``user`` synced after the current transaction commits (the ``post_save`` work).
 
-    One statement, the first time the user is saved in a transaction (none after):
-    the mirror row is marked dirty, in the caller's transaction when there is one,
-    with no commit of its own. Then one hand-off after the commit for all the
-    users of the transaction; the broker is never waited for in the request
-    (:mod:`django_fyno.dispatch`). The dirty mark is what makes a lost hand-off
-    harmless: the sweeper finds it (see "Durability" in docs/sync.md).
+    Inside a transaction: one statement, the first time the user is saved in it
+    (none after): the mirror row is marked dirty in the caller's transaction,
+    with no commit of its own; then one hand-off after the commit for all the
+    users of the transaction. In autocommit on PostgreSQL, with Celery: no
+    statement at all; the background thread that publishes the sync task marks
+    the row first (one statement for all the users of its round). The broker is
+    never waited for in the request (:mod:`django_fyno.dispatch`). The dirty mark
+    is what makes a lost hand-off harmless: the sweeper finds it (see
+    "Durability" in docs/sync.md).
     """
     if dispatch.is_deferred(SYNC_JOB, user.pk, using=using):
         return
+    if _marks_in_background(using):
+        workspace = workspace_fields(user)
+        mark = (
+            using,
+            user.pk,
+            workspace.get("wsid", ""),
+            workspace.get("version", ""),
+            workspace.get("endpoint", ""),
+        )
+        if dispatch.to_background({MARK_JOB: {mark: None}, SYNC_JOB: {user.pk: None}}):
+            return
     mark_dirty([user], using)
     dispatch.defer(SYNC_JOB, user.pk, using=using)
 
@@ -905,5 +957,6 @@ def sweep() -> None:
 
 
 dispatch.register(SYNC_JOB, sync_users, batched=True)
+dispatch.register(MARK_JOB, _mark_handed_off, batched=True, local=True)
 dispatch.register(DELETE_JOB, delete_pending_profiles)
 dispatch.register(SWEEP_JOB, sweep)

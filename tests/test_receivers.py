@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import override_settings
 
 from django_fyno import dispatch, sync
@@ -373,28 +373,55 @@ def published(celery_tasks: Any, monkeypatch: pytest.MonkeyPatch) -> list[dict[s
 
 @pytest.mark.django_db(transaction=True)
 @override_settings(FYNO=fyno(TASK_MODE="celery"))
-def test_a_save_in_autocommit_costs_one_statement_of_ours_and_one_publish(
+def test_a_save_in_autocommit_on_postgresql_costs_no_statement_of_ours(
+    celery_tasks: Any, monkeypatch: pytest.MonkeyPatch, django_assert_num_queries: Any
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("the mark leaves the request on PostgreSQL only")
+    seen_at_publish: list[Any] = []
+
+    def publish(**kwargs: Any) -> None:
+        # On the publishing thread: the mark must already be committed.
+        (pk,) = kwargs["args"][0]
+        seen_at_publish.append(FynoProfile.objects.get(user_id=pk).dirty_since)
+        connection.close()  # this thread's own (publishing needs none)
+
+    monkeypatch.setattr(celery_tasks.sync_profiles_task, "apply_async", publish)
+    user = User.objects.create(username="ada", email="ada@example.com")
+    assert dispatch.flush(5)
+    FynoProfile.objects.filter(user=user).update(dirty_since=None)
+    seen_at_publish.clear()
+    user.first_name = "Ada"
+    with django_assert_num_queries(1) as captured:  # the user's own UPDATE, nothing else
+        user.save()
+    assert captured.captured_queries[0]["sql"].startswith('UPDATE "auth_user"')
+    assert dispatch.flush(5)
+    row = FynoProfile.objects.get(user=user)
+    assert row.dirty_since is not None  # until the task ran
+    assert seen_at_publish == [row.dirty_since]  # one publish, after the mark
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(FYNO=fyno(TASK_MODE="celery"))
+def test_a_save_in_autocommit_on_sqlite_marks_in_the_request(
     published: list[dict[str, Any]], django_assert_num_queries: Any
 ) -> None:
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite keeps the mark in the request")
     user = User.objects.create(username="ada", email="ada@example.com")
     assert dispatch.flush(5)
     published.clear()
     user.first_name = "Ada"
-    # The user's own UPDATE, then our one upsert (no BEGIN/COMMIT of its own: it is
-    # one autocommitted query; on PostgreSQL, committed asynchronously, see
-    # tests/test_async_commit.py). No broker call is waited for in the request.
+    # The user's own UPDATE, then our one upsert: a second connection writing from
+    # the background thread would fight this one for SQLite's lock.
     with django_assert_num_queries(2) as captured:
         user.save()
     sql = [query["sql"] for query in captured.captured_queries]
     assert sql[0].startswith('UPDATE "auth_user"')
-    assert (
-        sql[1]
-        .removeprefix(sync._ASYNCHRONOUS_COMMIT)
-        .startswith('INSERT INTO "django_fyno_fynoprofile"')
-    )
+    assert sql[1].startswith('INSERT INTO "django_fyno_fynoprofile"')
     assert dispatch.flush(5)
     assert published == [{"args": ([user.pk],)}]
-    assert FynoProfile.objects.get(user=user).dirty_since is not None  # until the task ran
+    assert FynoProfile.objects.get(user=user).dirty_since is not None
 
 
 @pytest.mark.django_db(transaction=True)
@@ -407,9 +434,27 @@ def test_a_failed_publish_in_autocommit_leaves_the_durable_marker(
 
     monkeypatch.setattr(celery_tasks.sync_profiles_task, "apply_async", broker_down)
     user = User.objects.create(username="ada", email="ada@example.com")
+    assert dispatch.flush(5)  # on PostgreSQL the mark is written by the background thread
     row = FynoProfile.objects.get(user=user)
     assert row.dirty_since is not None
     assert (row.wsid, row.version) == ("FYTEST", "test")  # and its workspace
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(FYNO=fyno(TASK_MODE="celery"))
+def test_the_background_marks_all_users_of_a_round_but_one_deleted_meanwhile(
+    published: list[dict[str, Any]],
+) -> None:
+    ada = User.objects.create(username="ada")
+    bob = User.objects.create(username="bob")
+    assert dispatch.flush(5)
+    FynoProfile.objects.update(dirty_since=None)
+    gone_pk = 10**9  # no such user: its row would break the foreign key
+    marks = [("default", pk, "FYTEST", "test", "") for pk in (ada.pk, gone_pk, bob.pk)]
+    sync._mark_handed_off(marks)
+    dirty = set(FynoProfile.objects.filter(dirty_since__isnull=False).values_list("user_id"))
+    assert dirty == {(ada.pk,), (bob.pk,)}
+    assert not FynoProfile.objects.filter(user_id=gone_pk).exists()
 
 
 @pytest.mark.django_db(transaction=True)
