@@ -292,8 +292,8 @@ def request_sync(user: Any, using: str = "default") -> None:
     """
     if dispatch.is_deferred(SYNC_JOB, user.pk, using=using):
         return
+    workspace = workspace_fields(user)
     if _marks_in_background(using):
-        workspace = workspace_fields(user)
         mark = (
             using,
             user.pk,
@@ -303,7 +303,7 @@ def request_sync(user: Any, using: str = "default") -> None:
         )
         if dispatch.to_background({MARK_JOB: {mark: None}, SYNC_JOB: {user.pk: None}}):
             return
-    mark_dirty([user], using)
+    _write_marks([(user.pk, workspace)], using)
     dispatch.defer(SYNC_JOB, user.pk, using=using)
 
 
